@@ -1,0 +1,57 @@
+"""sealstore: encryption at rest for any storage.
+
+Every object is encrypted with its own AES-256-GCM data key (as a C2SP chunked-encryption
+body, so it streams in bounded memory and supports random-access reads), and that data key
+is wrapped by a key provider::
+
+    >>> import os, sealstore
+    >>> keys = sealstore.CustomerKeys(os.urandom(32))
+    >>> blob = sealstore.encrypt(b"attack at dawn", keys, context={"bucket": "orders"})
+    >>> sealstore.decrypt(blob, keys, context={"bucket": "orders"})
+    b'attack at dawn'
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from sealstore.envelope import decrypt, decrypt_stream, encrypt, encrypt_stream, open_decrypted
+from sealstore.errors import (
+    ContextMismatchError,
+    DecryptionError,
+    FormatError,
+    InvalidContextError,
+    InvalidKeyError,
+    ProviderMismatchError,
+    SealstoreError,
+    WrongKeyError,
+)
+from sealstore.header import Mode
+from sealstore.keys import CustomerKeys, KeyProvider
+from sealstore.reader import DecryptedReader
+
+try:
+    __version__ = version("sealstore")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ContextMismatchError",
+    "CustomerKeys",
+    "DecryptedReader",
+    "DecryptionError",
+    "FormatError",
+    "InvalidContextError",
+    "InvalidKeyError",
+    "KeyProvider",
+    "Mode",
+    "ProviderMismatchError",
+    "SealstoreError",
+    "WrongKeyError",
+    "__version__",
+    "decrypt",
+    "decrypt_stream",
+    "encrypt",
+    "encrypt_stream",
+    "open_decrypted",
+]

@@ -1,0 +1,255 @@
+"""Envelope encryption of whole objects: header plus chunked body, in memory or streamed.
+
+The object layout (``docs/format.md``) is a header followed by one C2SP chunked-encryption
+body whose input key is a fresh random data key. The data key is wrapped by the key provider
+and stored in the header.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from typing import Protocol, TypeAlias
+
+from typing_extensions import Buffer, assert_never
+
+from sealstore import _aead
+from sealstore.errors import ContextMismatchError, FormatError, ProviderMismatchError
+from sealstore.header import (
+    PREFIX_SIZE,
+    Header,
+    Mode,
+    encode_context,
+    header_size,
+    parse_header,
+)
+from sealstore.keys import CustomerKeys, KeyProvider
+from sealstore.reader import DecryptedReader, SeekableSource
+
+__all__ = [
+    "decrypt",
+    "decrypt_stream",
+    "encrypt",
+    "encrypt_stream",
+    "open_decrypted",
+]
+
+Context: TypeAlias = "Mapping[str, str] | None"
+
+PIECE_SIZE = 1 << 20
+"""Bytes read from a source per step when streaming: bounds memory at a few pieces."""
+
+_PROVIDER_FOR_MODE = {
+    Mode.MANAGED: "ManagedKeys",
+    Mode.KMS: "KmsKeys",
+    Mode.CUSTOMER: "CustomerKeys",
+}
+
+
+class Source(Protocol):
+    """A binary file object to read from; ``readinto`` is used when present."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class Sink(Protocol):
+    """A binary file object to write to. It must not keep the buffers it is handed."""
+
+    def write(self, data: Buffer, /) -> int | None: ...
+
+
+def seal_header(keys: KeyProvider, context: Context) -> tuple[Header, bytes]:
+    """A new header for an object and the data key it wraps."""
+    context_field = encode_context(context)
+    data_key = _aead.random_key()
+    match keys:
+        case CustomerKeys():
+            key_ref, wrapped = keys.wrap_data_key(data_key, context_field)
+        case _:  # pragma: no cover - the union is closed
+            assert_never(keys)
+    return Header(keys.mode, context_field, key_ref, wrapped), data_key
+
+
+def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
+    """Check ``header`` against the provider and expected context; return its data key."""
+    if header.mode is not keys.mode:
+        needed = _PROVIDER_FOR_MODE[header.mode]
+        raise ProviderMismatchError(
+            f"this object was encrypted in {header.mode.name.lower()} mode: "
+            f"read it with {needed}, not {type(keys).__name__}"
+        )
+    if context is not None and encode_context(context) != header.context_field:
+        _raise_context_mismatch(header.context, context)
+    match keys:
+        case CustomerKeys():
+            return keys.unwrap_data_key(header)
+        case _:  # pragma: no cover - the union is closed
+            assert_never(keys)
+
+
+def _raise_context_mismatch(stored: Mapping[str, str], expected: Mapping[str, str]) -> None:
+    raise ContextMismatchError(
+        missing=tuple(sorted(expected.keys() - stored.keys())),
+        unexpected=tuple(sorted(stored.keys() - expected.keys())),
+        differing=tuple(
+            sorted(k for k in stored.keys() & expected.keys() if stored[k] != expected[k])
+        ),
+    )
+
+
+def encrypt(plaintext: Buffer, keys: KeyProvider, *, context: Context = None) -> bytes:
+    """Encrypt ``plaintext`` into one self-contained object (header, then body).
+
+    ``context`` is bound to the object: :func:`decrypt` can insist on it, and any change
+    to the stored copy makes decryption fail::
+
+        >>> import os, sealstore
+        >>> keys = sealstore.CustomerKeys(os.urandom(32))
+        >>> blob = sealstore.encrypt(b"report", keys, context={"tenant": "acme"})
+        >>> sealstore.decrypt(blob, keys, context={"tenant": "acme"})
+        b'report'
+    """
+    data = memoryview(plaintext).cast("B")
+    header, data_key = seal_header(keys, context)
+    header_bytes = header.encode()
+    total = len(header_bytes) + _aead.body_size(data.nbytes)
+    # Build the result inside one buffer that becomes the returned bytes without a copy:
+    # a fresh multi-megabyte output is bound by page faults, so a second copy would cost
+    # about as much as the encryption itself.
+    out = io.BytesIO()
+    out.write(header_bytes)
+    out.seek(total - 1)
+    out.write(b"\0")
+    with out.getbuffer() as view, view[len(header_bytes) :] as body:
+        _aead.encrypt_body_into(data_key, header.immutable, data, body)
+    return out.getvalue()
+
+
+def decrypt(blob: Buffer, keys: KeyProvider, *, context: Context = None) -> bytes:
+    """Decrypt an object made by :func:`encrypt`.
+
+    Raises :class:`~sealstore.FormatError` for bytes that are not a readable object,
+    :class:`~sealstore.ProviderMismatchError` for a provider of another mode,
+    :class:`~sealstore.ContextMismatchError` if ``context`` is given and differs from the
+    stored one, :class:`~sealstore.WrongKeyError` for a wrong customer key, and
+    :class:`~sealstore.DecryptionError` for anything modified or truncated.
+    """
+    data = memoryview(blob).cast("B")
+    header = parse_header(data)
+    data_key = open_header(header, keys, context)
+    body = data[header_size(data[:PREFIX_SIZE].tobytes()) :]
+    size = _aead.plaintext_size(body.nbytes)
+    if size == 0:
+        _aead.decrypt_body_into(data_key, header.immutable, body, memoryview(bytearray()))
+        return b""
+    out = io.BytesIO()
+    out.seek(size - 1)
+    out.write(b"\0")
+    with out.getbuffer() as view:
+        _aead.decrypt_body_into(data_key, header.immutable, body, view)
+    return out.getvalue()
+
+
+def encrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Context = None) -> int:
+    """Encrypt everything ``src`` yields into ``dst``; return the bytes written.
+
+    Memory stays at a few megabytes whatever the size of the stream. The output is the
+    same object :func:`encrypt` produces, readable by all the decryption functions.
+    """
+    header, data_key = seal_header(keys, context)
+    header_bytes = header.encode()
+    _write_all(dst, memoryview(header_bytes))
+    written = len(header_bytes)
+    encryptor = _aead.StreamEncryptor(data_key, header.immutable)
+    out = bytearray(_aead.StreamEncryptor.max_output(PIECE_SIZE))
+    with memoryview(out) as out_view:
+        for piece in _pieces(src):
+            count = encryptor.update_into(piece, out_view)
+            _write_all(dst, out_view[:count])
+            written += count
+    tail = encryptor.finalize()
+    _write_all(dst, memoryview(tail))
+    return written + len(tail)
+
+
+def decrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Context = None) -> int:
+    """Decrypt an object read from ``src`` into ``dst``; return the plaintext bytes written.
+
+    Only authenticated chunks reach ``dst``. If the object was truncated or altered, what
+    was written is a prefix of the true plaintext and :class:`~sealstore.DecryptionError`
+    is raised.
+    """
+    prefix = _read_exact(src, PREFIX_SIZE)
+    rest = _read_exact(src, header_size(prefix) - PREFIX_SIZE)
+    header = parse_header(prefix + rest)
+    data_key = open_header(header, keys, context)
+    decryptor = _aead.StreamDecryptor(data_key, header.immutable)
+    out = bytearray(PIECE_SIZE + _aead.SEALED_CHUNK_SIZE)
+    written = 0
+    with memoryview(out) as out_view:
+        for piece in _pieces(src):
+            count = decryptor.update_into(piece, out_view)
+            _write_all(dst, out_view[:count])
+            written += count
+    tail = decryptor.finalize()
+    _write_all(dst, memoryview(tail))
+    return written + len(tail)
+
+
+def open_decrypted(
+    fileobj: SeekableSource, keys: KeyProvider, *, context: Context = None
+) -> DecryptedReader:
+    """A read-only, seekable file over the plaintext of the object in ``fileobj``.
+
+    The object starts at ``fileobj``'s current position. Reads fetch and decrypt only the
+    chunks they touch::
+
+        >>> import io, os, sealstore
+        >>> keys = sealstore.CustomerKeys(os.urandom(32))
+        >>> blob = sealstore.encrypt(bytes(range(256)) * 1000, keys)
+        >>> with sealstore.open_decrypted(io.BytesIO(blob), keys) as f:
+        ...     _ = f.seek(100_000)
+        ...     f.read(3)
+        b'\\xa0\\xa1\\xa2'
+    """
+    start = fileobj.tell()
+    prefix = _read_exact(fileobj, PREFIX_SIZE)
+    size = header_size(prefix)
+    header = parse_header(prefix + _read_exact(fileobj, size - PREFIX_SIZE))
+    data_key = open_header(header, keys, context)
+    end = fileobj.seek(0, io.SEEK_END)
+    return DecryptedReader(fileobj, data_key, header.immutable, start + size, end - start - size)
+
+
+def _pieces(src: Source) -> Iterator[memoryview | bytes]:
+    """Successive non-empty pieces of ``src`` until end of file, reusing one buffer."""
+    readinto = getattr(src, "readinto", None)
+    if readinto is None:
+        while piece := src.read(PIECE_SIZE):
+            yield piece
+        return
+    buffer = bytearray(PIECE_SIZE)
+    with memoryview(buffer) as view:
+        while count := readinto(view):
+            yield view[:count]
+
+
+def _read_exact(src: Source, size: int) -> bytes:
+    """Exactly ``size`` bytes, or :class:`FormatError` if the source ends first."""
+    parts = []
+    remaining = size
+    while remaining:
+        part = src.read(remaining)
+        if not part:
+            raise FormatError("not a sealstore object: the stream ends inside the header")
+        parts.append(part)
+        remaining -= len(part)
+    return b"".join(parts)
+
+
+def _write_all(dst: Sink, data: memoryview) -> None:
+    while data:
+        count = dst.write(data)
+        if count is None or count >= len(data):
+            return
+        data = data[count:]

@@ -1,0 +1,104 @@
+"""The exceptions sealstore raises.
+
+Every exception derives from :class:`SealstoreError`::
+
+    SealstoreError
+    ├── FormatError             not a sealstore object, unsupported version, malformed header
+    ├── DecryptionError         any authentication failure (tampering, truncation, wrong key)
+    │   ├── WrongKeyError       the key given is not the one the object was encrypted under
+    │   └── ContextMismatchError  the stored encryption context is not the expected one
+    ├── ProviderMismatchError   the object was written in another mode than the provider's
+    ├── InvalidKeyError         a key given to a provider is unusable (also a ValueError)
+    └── InvalidContextError     an encryption context breaks the rules (also a ValueError)
+
+Messages say what was expected and what to do. They never contain key material or
+plaintext; encryption-context *keys* may be named, their values never are.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContextMismatchError",
+    "DecryptionError",
+    "FormatError",
+    "InvalidContextError",
+    "InvalidKeyError",
+    "ProviderMismatchError",
+    "SealstoreError",
+    "WrongKeyError",
+]
+
+
+class SealstoreError(Exception):
+    """Root of every error raised by sealstore."""
+
+
+class FormatError(SealstoreError):
+    """The bytes are not a sealstore object this version can read.
+
+    Raised for a missing magic number, an unsupported format version or mode, or a header
+    whose lengths or fields break the format's rules. Nothing is decrypted before this check.
+    """
+
+
+class DecryptionError(SealstoreError):
+    """The object failed authentication: it was modified, truncated, or the key is wrong.
+
+    Deliberately opaque: it does not say which byte or which check failed.
+    """
+
+
+class WrongKeyError(DecryptionError):
+    """The key given does not match the one the object was encrypted under.
+
+    Detected from the key fingerprint stored in the header, before any decryption.
+    """
+
+
+class ContextMismatchError(DecryptionError):
+    """The object's encryption context differs from the one the caller expects.
+
+    The message names the differing context keys, never their values.
+    """
+
+    def __init__(
+        self,
+        *,
+        missing: tuple[str, ...] = (),
+        unexpected: tuple[str, ...] = (),
+        differing: tuple[str, ...] = (),
+    ) -> None:
+        self.missing = missing
+        self.unexpected = unexpected
+        self.differing = differing
+        parts = []
+        if missing:
+            parts.append(f"expected keys absent from the object: {_names(missing)}")
+        if unexpected:
+            parts.append(f"keys in the object that were not expected: {_names(unexpected)}")
+        if differing:
+            parts.append(f"keys whose values differ: {_names(differing)}")
+        super().__init__(
+            "the object's encryption context does not match the expected one ("
+            + "; ".join(parts)
+            + "); pass the context the object was written with"
+        )
+
+
+class InvalidKeyError(SealstoreError, ValueError):
+    """A key handed to a provider is unusable (wrong type or length)."""
+
+
+class ProviderMismatchError(SealstoreError):
+    """The object was encrypted in a mode the given key provider does not serve.
+
+    The message names the provider the object needs, e.g. ``ManagedKeys``.
+    """
+
+
+class InvalidContextError(SealstoreError, ValueError):
+    """An encryption context is not a mapping of non-empty strings to strings within limits."""
+
+
+def _names(keys: tuple[str, ...]) -> str:
+    return ", ".join(repr(k) for k in keys)

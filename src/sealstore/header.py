@@ -1,0 +1,222 @@
+"""The object header: what is needed to find and unwrap an object's data key.
+
+The byte layout is specified in ``docs/format.md``; this module is its only encoder and
+decoder. Every length is checked against the bytes actually present and against a hard cap
+before anything is allocated, so a hostile header costs no more than its own size.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Mapping
+from typing import Final
+
+import attrs
+
+from sealstore.errors import FormatError, InvalidContextError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_CONTEXT_SIZE",
+    "MAX_HEADER_SIZE",
+    "MAX_KEY_REF_SIZE",
+    "PREFIX_SIZE",
+    "Header",
+    "Mode",
+    "encode_context",
+    "header_size",
+    "parse_header",
+]
+
+MAGIC: Final = b"SEAL"
+FORMAT_VERSION: Final = 1
+PREFIX_SIZE: Final = 10
+"""magic (4) + version (1) + mode (1) + header length (4)."""
+MAX_HEADER_SIZE: Final = 16384
+MAX_CONTEXT_SIZE: Final = 8192
+"""Cap on the encoded encryption context, its 2-byte length excluded."""
+MAX_KEY_REF_SIZE: Final = 4096
+MAX_WRAPPED_KEY_SIZE: Final = 1024
+_IMMUTABLE_LABEL: Final = b"sealstore/v1\x00"
+_MIN_HEADER_SIZE: Final = PREFIX_SIZE + 3 * 2
+
+_PREFIX = struct.Struct(">4sBBI")
+_U16 = struct.Struct(">H")
+
+
+class Mode(enum.IntEnum):
+    """Which kind of provider holds the key that wraps an object's data key."""
+
+    MANAGED = 1
+    """A keyring of master keys managed by the library (like SSE-S3)."""
+    KMS = 2
+    """A key management service (like SSE-KMS)."""
+    CUSTOMER = 3
+    """A key the caller supplies on every request (like SSE-C)."""
+
+
+def encode_context(context: Mapping[str, str] | None) -> bytes:
+    """The canonical encoding of an encryption context, with its 2-byte length prefix.
+
+    Pairs are sorted by the UTF-8 bytes of their keys; each is ``u16 len, key, u16 len,
+    value``. Raises :class:`InvalidContextError` for anything that is not a mapping of
+    non-empty strings to strings within the size cap.
+    """
+    if not context:
+        return b"\x00\x00"
+    if not isinstance(context, Mapping):
+        raise InvalidContextError("the encryption context must be a mapping of str to str")
+    pairs = []
+    total = 0
+    for key, value in context.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidContextError("encryption context keys and values must be str")
+        if not key:
+            raise InvalidContextError("encryption context keys must not be empty")
+        try:
+            pair = (key.encode(), value.encode())
+        except UnicodeEncodeError:
+            raise InvalidContextError(
+                "encryption context keys and values must be encodable as UTF-8"
+            ) from None
+        total += 4 + len(pair[0]) + len(pair[1])
+        if total > MAX_CONTEXT_SIZE:
+            raise InvalidContextError(
+                f"the encoded encryption context exceeds {MAX_CONTEXT_SIZE} bytes"
+            )
+        pairs.append(pair)
+    pairs.sort()
+    body = b"".join(_U16.pack(len(k)) + k + _U16.pack(len(v)) + v for k, v in pairs)
+    return _U16.pack(len(body)) + body
+
+
+def _decode_context(field: bytes) -> dict[str, str]:
+    """Decode a context body (without its length prefix), insisting on the canonical form."""
+    context: dict[str, str] = {}
+    pos, end, previous = 0, len(field), b""
+    while pos < end:
+        key, pos = _take(field, pos, "context key")
+        value, pos = _take(field, pos, "context value")
+        if not key or (context and key <= previous):
+            raise FormatError("malformed header: the encryption context is not canonical")
+        previous = key
+        try:
+            context[key.decode()] = value.decode()
+        except UnicodeDecodeError:
+            raise FormatError("malformed header: the encryption context is not UTF-8") from None
+    return context
+
+
+def _take(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    if pos + 2 > len(data):
+        raise FormatError(f"malformed header: the {what} length runs past the header")
+    (size,) = _U16.unpack_from(data, pos)
+    start, end = pos + 2, pos + 2 + size
+    if end > len(data):
+        raise FormatError(f"malformed header: the {what} runs past the header")
+    return data[start:end], end
+
+
+def header_size(prefix: bytes) -> int:
+    """Validate the first :data:`PREFIX_SIZE` bytes of an object; return the header's size.
+
+    Checks the magic number, version, mode and the declared length against the cap, so a
+    reader knows how many bytes to fetch before it fetches them.
+    """
+    if len(prefix) < PREFIX_SIZE:
+        raise FormatError("not a sealstore object: shorter than a header")
+    magic, version, mode, size = _PREFIX.unpack_from(prefix)
+    if magic != MAGIC:
+        raise FormatError("not a sealstore object: the magic number is missing")
+    if version != FORMAT_VERSION:
+        raise FormatError(
+            f"unsupported format version {version}; this sealstore reads version "
+            f"{FORMAT_VERSION}: upgrade sealstore to read this object"
+        )
+    if mode not in _MODES:
+        raise FormatError(f"malformed header: unknown mode {mode}")
+    if not _MIN_HEADER_SIZE <= size <= MAX_HEADER_SIZE:
+        raise FormatError(
+            f"malformed header: declared length {size} is outside "
+            f"{_MIN_HEADER_SIZE}..{MAX_HEADER_SIZE}"
+        )
+    return int(size)
+
+
+_MODES: Final = frozenset(m.value for m in Mode)
+
+
+@attrs.frozen
+class Header:
+    """A decoded header. ``context_field`` is the context's canonical encoding, as stored."""
+
+    mode: Mode
+    context_field: bytes
+    key_ref: bytes
+    wrapped_key: bytes = attrs.field(repr=False)
+
+    @property
+    def context(self) -> dict[str, str]:
+        """The encryption context as a new dict."""
+        return _decode_context(self.context_field[2:])
+
+    @property
+    def immutable(self) -> bytes:
+        """The fields fixed for the object's life, bound into the body and the key wrap."""
+        return immutable_fields(self.mode, self.context_field)
+
+    @property
+    def wrap_associated_data(self) -> bytes:
+        """What the data key wrap authenticates: the immutable fields and the key reference."""
+        return self.immutable + _U16.pack(len(self.key_ref)) + self.key_ref
+
+    def encode(self) -> bytes:
+        """The header's bytes, exactly as stored in front of (or beside) the body."""
+        rest = (
+            self.context_field
+            + _U16.pack(len(self.key_ref))
+            + self.key_ref
+            + _U16.pack(len(self.wrapped_key))
+            + self.wrapped_key
+        )
+        size = PREFIX_SIZE + len(rest)
+        if size > MAX_HEADER_SIZE:
+            raise InvalidContextError(
+                f"the header would be {size} bytes; at most {MAX_HEADER_SIZE} are allowed"
+            )
+        return _PREFIX.pack(MAGIC, FORMAT_VERSION, self.mode, size) + rest
+
+
+def immutable_fields(mode: Mode, context_field: bytes) -> bytes:
+    """Label, version, mode and encoded context: the body's chunked-encryption context."""
+    return _IMMUTABLE_LABEL + bytes((FORMAT_VERSION, mode)) + context_field
+
+
+def wrap_associated_data(mode: Mode, context_field: bytes, key_ref: bytes) -> bytes:
+    """The associated data of the data key wrap, before a :class:`Header` exists."""
+    return immutable_fields(mode, context_field) + _U16.pack(len(key_ref)) + key_ref
+
+
+def parse_header(data: bytes | memoryview) -> Header:
+    """Decode a complete header; ``data`` may continue past it (the body is ignored)."""
+    size = header_size(bytes(data[:PREFIX_SIZE]))
+    if len(data) < size:
+        raise FormatError("malformed header: the object is shorter than its declared header")
+    raw = bytes(data[:size])
+    context, pos = _take(raw, PREFIX_SIZE, "encryption context")
+    key_ref, pos = _take(raw, pos, "key reference")
+    wrapped_key, pos = _take(raw, pos, "wrapped data key")
+    if pos != size:
+        raise FormatError("malformed header: unexpected bytes after the last field")
+    if len(context) > MAX_CONTEXT_SIZE:
+        raise FormatError("malformed header: the encryption context exceeds its cap")
+    if not 0 < len(key_ref) <= MAX_KEY_REF_SIZE:
+        raise FormatError("malformed header: the key reference is empty or exceeds its cap")
+    if not 0 < len(wrapped_key) <= MAX_WRAPPED_KEY_SIZE:
+        raise FormatError("malformed header: the wrapped data key is empty or exceeds its cap")
+    _decode_context(context)
+    return Header(
+        Mode(raw[5]), raw[PREFIX_SIZE : PREFIX_SIZE + 2 + len(context)], key_ref, wrapped_key
+    )
