@@ -55,3 +55,12 @@ def test_context_mismatch_names_keys_not_values(keys: sealstore.CustomerKeys) ->
     assert caught.value.differing == ("tenant",)
     assert caught.value.missing == ("region",)
     assert caught.value.unexpected == ("extra",)
+
+
+@pytest.mark.parametrize("size", [0, 1, 70_000])
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_bytes_like_inputs(keys: sealstore.CustomerKeys, size: int, kind: type) -> None:
+    """encrypt and decrypt accept any bytes-like object, small or large."""
+    plaintext = os.urandom(size)
+    blob = sealstore.encrypt(kind(bytearray(plaintext)), keys)
+    assert sealstore.decrypt(kind(bytearray(blob)), keys) == plaintext

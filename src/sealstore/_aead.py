@@ -103,19 +103,24 @@ class KeyWrapper:
     Each wrap draws a random 96-bit nonce: ``nonce || ciphertext || tag`` (60 bytes).
     """
 
-    __slots__ = ("_gcm",)
+    __slots__ = ("_aead",)
 
     def __init__(self, kek: bytes) -> None:
-        self._gcm = Gcm(kek)
+        _check_key(kek)
+        # AESGCM is used directly rather than through Gcm: this runs once per object.
+        self._aead = AESGCM(kek)
 
     def wrap(self, data_key: bytes, associated_data: bytes) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + self._gcm.seal(nonce, data_key, associated_data)
+        return nonce + self._aead.encrypt(nonce, data_key, associated_data)
 
     def unwrap(self, wrapped: bytes, associated_data: bytes) -> bytes:
         if len(wrapped) != WRAPPED_KEY_SIZE:
             raise DecryptionError(_TAMPERED)
-        return self._gcm.open(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], associated_data)
+        try:
+            return self._aead.decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], associated_data)
+        except InvalidTag:
+            raise DecryptionError(_TAMPERED) from None
 
     def __repr__(self) -> str:
         return "KeyWrapper(<key hidden>)"
@@ -130,6 +135,25 @@ def encrypt_body_into(
     written = encryptor.update_into(plaintext, out)
     tail = encryptor.finalize()
     out[written : written + len(tail)] = tail
+
+
+def encrypt_body(key: bytes, context: bytes, plaintext: bytes | memoryview) -> tuple[bytes, bytes]:
+    """Encrypt a whole message; the body is the concatenation of the two parts returned."""
+    _check_key(key)
+    encryptor = Cobblestone256Encryptor(key, context)
+    return encryptor.update(plaintext), encryptor.finalize()
+
+
+def decrypt_body(key: bytes, context: bytes, body: bytes | memoryview) -> bytes:
+    """Decrypt a whole body into new bytes (best for small bodies; see decrypt_body_into)."""
+    _check_key(key)
+    decryptor = Cobblestone256Decryptor(key, context)
+    try:
+        head = decryptor.update(body)
+        tail = decryptor.finalize()
+    except InvalidTag:
+        raise DecryptionError(_TAMPERED) from None
+    return head + tail if head else tail
 
 
 def decrypt_body_into(

@@ -20,7 +20,9 @@ from sealstore.header import (
     Header,
     Mode,
     encode_context,
+    encode_header,
     header_size,
+    immutable_fields,
     parse_header,
 )
 from sealstore.keys import CustomerKeys, KeyProvider
@@ -38,6 +40,9 @@ Context: TypeAlias = "Mapping[str, str] | None"
 
 PIECE_SIZE = 1 << 20
 """Bytes read from a source per step when streaming: bounds memory at a few pieces."""
+
+_IN_PLACE_THRESHOLD = 1 << 16
+"""From this plaintext size on, results are built in place rather than concatenated."""
 
 _PROVIDER_FOR_MODE = {
     Mode.MANAGED: "ManagedKeys",
@@ -58,16 +63,17 @@ class Sink(Protocol):
     def write(self, data: Buffer, /) -> int | None: ...
 
 
-def seal_header(keys: KeyProvider, context: Context) -> tuple[Header, bytes]:
-    """A new header for an object and the data key it wraps."""
+def seal_header(keys: KeyProvider, context: Context) -> tuple[bytes, bytes, bytes]:
+    """A new object's encoded header, its immutable fields and the data key it wraps."""
     context_field = encode_context(context)
+    immutable = immutable_fields(keys.mode, context_field)
     data_key = _aead.random_key()
     match keys:
         case CustomerKeys():
-            key_ref, wrapped = keys.wrap_data_key(data_key, context_field)
+            key_ref, wrapped = keys.wrap_data_key(data_key, immutable)
         case _:  # pragma: no cover - the union is closed
             assert_never(keys)
-    return Header(keys.mode, context_field, key_ref, wrapped), data_key
+    return encode_header(keys.mode, context_field, key_ref, wrapped), immutable, data_key
 
 
 def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
@@ -109,11 +115,14 @@ def encrypt(plaintext: Buffer, keys: KeyProvider, *, context: Context = None) ->
         >>> sealstore.decrypt(blob, keys, context={"tenant": "acme"})
         b'report'
     """
-    data = memoryview(plaintext).cast("B")
-    header, data_key = seal_header(keys, context)
-    header_bytes = header.encode()
-    total = len(header_bytes) + _aead.body_size(data.nbytes)
-    # Build the result inside one buffer that becomes the returned bytes without a copy:
+    data = plaintext if type(plaintext) is bytes else memoryview(plaintext).cast("B")
+    size = len(data)
+    header_bytes, immutable, data_key = seal_header(keys, context)
+    if size < _IN_PLACE_THRESHOLD:
+        prefix, rest = _aead.encrypt_body(data_key, immutable, data)
+        return b"".join((header_bytes, prefix, rest))
+    total = len(header_bytes) + _aead.body_size(size)
+    # Build a large result inside one buffer that becomes the returned bytes without a copy:
     # a fresh multi-megabyte output is bound by page faults, so a second copy would cost
     # about as much as the encryption itself.
     out = io.BytesIO()
@@ -121,7 +130,7 @@ def encrypt(plaintext: Buffer, keys: KeyProvider, *, context: Context = None) ->
     out.seek(total - 1)
     out.write(b"\0")
     with out.getbuffer() as view, view[len(header_bytes) :] as body:
-        _aead.encrypt_body_into(data_key, header.immutable, data, body)
+        _aead.encrypt_body_into(data_key, immutable, data, body)
     return out.getvalue()
 
 
@@ -134,19 +143,20 @@ def decrypt(blob: Buffer, keys: KeyProvider, *, context: Context = None) -> byte
     stored one, :class:`~sealstore.WrongKeyError` for a wrong customer key, and
     :class:`~sealstore.DecryptionError` for anything modified or truncated.
     """
-    data = memoryview(blob).cast("B")
+    # Small objects are sliced as bytes (a copy cheaper than a view); large ones as views.
+    small = type(blob) is bytes and len(blob) < _IN_PLACE_THRESHOLD
+    data = blob if small else memoryview(blob).cast("B")
     header = parse_header(data)
     data_key = open_header(header, keys, context)
-    body = data[header_size(data[:PREFIX_SIZE].tobytes()) :]
-    size = _aead.plaintext_size(body.nbytes)
-    if size == 0:
-        _aead.decrypt_body_into(data_key, header.immutable, body, memoryview(bytearray()))
-        return b""
+    body = data[header.size :]
+    immutable = header.immutable
+    if small or (size := _aead.plaintext_size(len(body))) < _IN_PLACE_THRESHOLD:
+        return _aead.decrypt_body(data_key, immutable, body)
     out = io.BytesIO()
     out.seek(size - 1)
     out.write(b"\0")
     with out.getbuffer() as view:
-        _aead.decrypt_body_into(data_key, header.immutable, body, view)
+        _aead.decrypt_body_into(data_key, immutable, body, view)
     return out.getvalue()
 
 
@@ -156,11 +166,10 @@ def encrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Contex
     Memory stays at a few megabytes whatever the size of the stream. The output is the
     same object :func:`encrypt` produces, readable by all the decryption functions.
     """
-    header, data_key = seal_header(keys, context)
-    header_bytes = header.encode()
+    header_bytes, immutable, data_key = seal_header(keys, context)
     _write_all(dst, memoryview(header_bytes))
     written = len(header_bytes)
-    encryptor = _aead.StreamEncryptor(data_key, header.immutable)
+    encryptor = _aead.StreamEncryptor(data_key, immutable)
     out = bytearray(_aead.StreamEncryptor.max_output(PIECE_SIZE))
     with memoryview(out) as out_view:
         for piece in _pieces(src):

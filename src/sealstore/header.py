@@ -10,9 +10,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Mapping
-from typing import Final
-
-import attrs
+from typing import Final, NamedTuple
 
 from sealstore.errors import FormatError, InvalidContextError
 
@@ -26,6 +24,7 @@ __all__ = [
     "Header",
     "Mode",
     "encode_context",
+    "encode_header",
     "header_size",
     "parse_header",
 ]
@@ -119,7 +118,7 @@ def _take(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
     return data[start:end], end
 
 
-def header_size(prefix: bytes) -> int:
+def header_size(prefix: bytes | memoryview) -> int:
     """Validate the first :data:`PREFIX_SIZE` bytes of an object; return the header's size.
 
     Checks the magic number, version, mode and the declared length against the cap, so a
@@ -145,17 +144,37 @@ def header_size(prefix: bytes) -> int:
     return int(size)
 
 
-_MODES: Final = frozenset(m.value for m in Mode)
+_MODES: Final = {m.value: m for m in Mode}
+_IMMUTABLE_PREFIX: Final = {m: _IMMUTABLE_LABEL + bytes((FORMAT_VERSION, m)) for m in Mode}
 
 
-@attrs.frozen
-class Header:
-    """A decoded header. ``context_field`` is the context's canonical encoding, as stored."""
+def immutable_fields(mode: Mode, context_field: bytes) -> bytes:
+    """Label, version, mode and encoded context: the body's chunked-encryption context."""
+    return _IMMUTABLE_PREFIX[mode] + context_field
+
+
+def key_binding(immutable: bytes, key_ref: bytes) -> bytes:
+    """The associated data of the data key wrap: immutable fields, then the key reference."""
+    return immutable + _U16.pack(len(key_ref)) + key_ref
+
+
+class Header(NamedTuple):
+    """A decoded header. ``context_field`` is the context's canonical encoding, as stored.
+
+    A named tuple rather than an attrs class: one is built for every object read, and a
+    tuple is the cheapest immutable record Python has.
+    """
 
     mode: Mode
     context_field: bytes
     key_ref: bytes
-    wrapped_key: bytes = attrs.field(repr=False)
+    wrapped_key: bytes
+
+    @property
+    def immutable(self) -> bytes:
+        """The fields fixed for the object's life: the body's chunked-encryption context
+        and the start of the data key wrap's associated data."""
+        return _IMMUTABLE_PREFIX[self.mode] + self.context_field
 
     @property
     def context(self) -> dict[str, str]:
@@ -163,60 +182,68 @@ class Header:
         return _decode_context(self.context_field[2:])
 
     @property
-    def immutable(self) -> bytes:
-        """The fields fixed for the object's life, bound into the body and the key wrap."""
-        return immutable_fields(self.mode, self.context_field)
+    def size(self) -> int:
+        """Bytes of the encoded header."""
+        return PREFIX_SIZE + len(self.context_field) + 4 + len(self.key_ref) + len(self.wrapped_key)
 
     @property
     def wrap_associated_data(self) -> bytes:
         """What the data key wrap authenticates: the immutable fields and the key reference."""
-        return self.immutable + _U16.pack(len(self.key_ref)) + self.key_ref
+        return key_binding(self.immutable, self.key_ref)
 
     def encode(self) -> bytes:
         """The header's bytes, exactly as stored in front of (or beside) the body."""
-        rest = (
-            self.context_field
-            + _U16.pack(len(self.key_ref))
-            + self.key_ref
-            + _U16.pack(len(self.wrapped_key))
-            + self.wrapped_key
+        return encode_header(self.mode, self.context_field, self.key_ref, self.wrapped_key)
+
+
+def encode_header(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_key: bytes) -> bytes:
+    """Encode a header from its fields (``context_field`` as :func:`encode_context` made it)."""
+    size = PREFIX_SIZE + len(context_field) + 4 + len(key_ref) + len(wrapped_key)
+    if size > MAX_HEADER_SIZE:
+        raise InvalidContextError(
+            f"the header would be {size} bytes; at most {MAX_HEADER_SIZE} are allowed"
         )
-        size = PREFIX_SIZE + len(rest)
-        if size > MAX_HEADER_SIZE:
-            raise InvalidContextError(
-                f"the header would be {size} bytes; at most {MAX_HEADER_SIZE} are allowed"
-            )
-        return _PREFIX.pack(MAGIC, FORMAT_VERSION, self.mode, size) + rest
-
-
-def immutable_fields(mode: Mode, context_field: bytes) -> bytes:
-    """Label, version, mode and encoded context: the body's chunked-encryption context."""
-    return _IMMUTABLE_LABEL + bytes((FORMAT_VERSION, mode)) + context_field
-
-
-def wrap_associated_data(mode: Mode, context_field: bytes, key_ref: bytes) -> bytes:
-    """The associated data of the data key wrap, before a :class:`Header` exists."""
-    return immutable_fields(mode, context_field) + _U16.pack(len(key_ref)) + key_ref
+    return b"".join(
+        (
+            _PREFIX.pack(MAGIC, FORMAT_VERSION, mode, size),
+            context_field,
+            _U16.pack(len(key_ref)),
+            key_ref,
+            _U16.pack(len(wrapped_key)),
+            wrapped_key,
+        )
+    )
 
 
 def parse_header(data: bytes | memoryview) -> Header:
     """Decode a complete header; ``data`` may continue past it (the body is ignored)."""
-    size = header_size(bytes(data[:PREFIX_SIZE]))
+    size = header_size(data)
     if len(data) < size:
         raise FormatError("malformed header: the object is shorter than its declared header")
     raw = bytes(data[:size])
-    context, pos = _take(raw, PREFIX_SIZE, "encryption context")
-    key_ref, pos = _take(raw, pos, "key reference")
-    wrapped_key, pos = _take(raw, pos, "wrapped data key")
-    if pos != size:
-        raise FormatError("malformed header: unexpected bytes after the last field")
-    if len(context) > MAX_CONTEXT_SIZE:
+    # Field lengths are read inline (not through _take): this runs once per object read.
+    (context_size,) = _U16.unpack_from(raw, PREFIX_SIZE)
+    key_ref_at = PREFIX_SIZE + 2 + context_size
+    if key_ref_at + 2 > size:
+        raise FormatError("malformed header: the encryption context runs past the header")
+    (key_ref_size,) = _U16.unpack_from(raw, key_ref_at)
+    wrapped_at = key_ref_at + 2 + key_ref_size
+    if wrapped_at + 2 > size:
+        raise FormatError("malformed header: the key reference runs past the header")
+    (wrapped_size,) = _U16.unpack_from(raw, wrapped_at)
+    if wrapped_at + 2 + wrapped_size != size:
+        raise FormatError(
+            "malformed header: the wrapped data key does not end where the header does"
+        )
+    if context_size > MAX_CONTEXT_SIZE:
         raise FormatError("malformed header: the encryption context exceeds its cap")
-    if not 0 < len(key_ref) <= MAX_KEY_REF_SIZE:
+    if not 0 < key_ref_size <= MAX_KEY_REF_SIZE:
         raise FormatError("malformed header: the key reference is empty or exceeds its cap")
-    if not 0 < len(wrapped_key) <= MAX_WRAPPED_KEY_SIZE:
+    if not 0 < wrapped_size <= MAX_WRAPPED_KEY_SIZE:
         raise FormatError("malformed header: the wrapped data key is empty or exceeds its cap")
-    _decode_context(context)
+    context_field = raw[PREFIX_SIZE:key_ref_at]
+    if context_size:
+        _decode_context(context_field[2:])
     return Header(
-        Mode(raw[5]), raw[PREFIX_SIZE : PREFIX_SIZE + 2 + len(context)], key_ref, wrapped_key
+        _MODES[raw[5]], context_field, raw[key_ref_at + 2 : wrapped_at], raw[wrapped_at + 2 :]
     )

@@ -9,7 +9,7 @@ import attrs
 
 from sealstore import _aead, fingerprint
 from sealstore.errors import FormatError, InvalidKeyError, WrongKeyError
-from sealstore.header import Header, Mode, wrap_associated_data
+from sealstore.header import Header, Mode, key_binding
 
 __all__ = ["CustomerKeys"]
 
@@ -51,37 +51,38 @@ class CustomerKeys:
     mode: ClassVar[Mode] = Mode.CUSTOMER
 
     key: bytes = attrs.field(repr=False)
-    _salt: bytes = attrs.field(init=False, repr=False)
-    _fingerprint: bytes = attrs.field(init=False, repr=False)
+    _key_ref: bytes = attrs.field(init=False, repr=False)
     _wrapper: _aead.KeyWrapper = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         _check_key(self.key)
         salt = os.urandom(fingerprint.SALT_SIZE)
-        object.__setattr__(self, "_salt", salt)
-        object.__setattr__(self, "_fingerprint", fingerprint.customer_fingerprint(self.key, salt))
+        key_ref = salt + fingerprint.customer_fingerprint(self.key, salt)
+        object.__setattr__(self, "_key_ref", key_ref)
         object.__setattr__(self, "_wrapper", _aead.KeyWrapper(self.key))
 
-    def wrap_data_key(self, data_key: bytes, context_field: bytes) -> tuple[bytes, bytes]:
-        """Wrap ``data_key`` for a header; return ``(key reference, wrapped key)``."""
-        key_ref = self._salt + self._fingerprint
-        associated_data = wrap_associated_data(self.mode, context_field, key_ref)
-        return key_ref, self._wrapper.wrap(data_key, associated_data)
+    def wrap_data_key(self, data_key: bytes, immutable: bytes) -> tuple[bytes, bytes]:
+        """Wrap ``data_key`` for a header whose immutable fields are ``immutable``.
+
+        Returns ``(key reference, wrapped key)``.
+        """
+        key_ref = self._key_ref
+        return key_ref, self._wrapper.wrap(data_key, key_binding(immutable, key_ref))
 
     def unwrap_data_key(self, header: Header) -> bytes:
         """Recover the data key of ``header``; :class:`WrongKeyError` if the key differs."""
         key_ref = header.key_ref
         if len(key_ref) != _KEY_REF_SIZE:
             raise FormatError("malformed header: a customer key reference is 48 bytes")
-        salt, stored = key_ref[: fingerprint.SALT_SIZE], key_ref[fingerprint.SALT_SIZE :]
-        actual = (
-            self._fingerprint
-            if salt == self._salt
-            else fingerprint.customer_fingerprint(self.key, salt)
+        salt = key_ref[: fingerprint.SALT_SIZE]
+        expected = (
+            self._key_ref
+            if salt == self._key_ref[: fingerprint.SALT_SIZE]
+            else salt + fingerprint.customer_fingerprint(self.key, salt)
         )
-        if not fingerprint.matches(stored, actual):
+        if not fingerprint.matches(key_ref, expected):
             raise WrongKeyError(
                 "this object was encrypted under a different customer key; "
                 "supply the key it was written with"
             )
-        return self._wrapper.unwrap(header.wrapped_key, header.wrap_associated_data)
+        return self._wrapper.unwrap(header.wrapped_key, key_binding(header.immutable, key_ref))
