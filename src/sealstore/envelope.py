@@ -84,7 +84,9 @@ def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
             f"this object was encrypted in {header.mode.name.lower()} mode: "
             f"read it with {needed}, not {type(keys).__name__}"
         )
-    if context is not None and encode_context(context) != header.context_field:
+    if context is not None and header.context != (
+        context if isinstance(context, dict) else dict(context)
+    ):
         _raise_context_mismatch(header.context, context)
     match keys:
         case CustomerKeys():
@@ -144,8 +146,10 @@ def decrypt(blob: Buffer, keys: KeyProvider, *, context: Context = None) -> byte
     :class:`~sealstore.DecryptionError` for anything modified or truncated.
     """
     # Small objects are sliced as bytes (a copy cheaper than a view); large ones as views.
-    small = type(blob) is bytes and len(blob) < _IN_PLACE_THRESHOLD
-    data = blob if small else memoryview(blob).cast("B")
+    small = isinstance(blob, bytes) and len(blob) < _IN_PLACE_THRESHOLD
+    data: bytes | memoryview = (
+        blob if isinstance(blob, bytes) and small else memoryview(blob).cast("B")
+    )
     header = parse_header(data)
     data_key = open_header(header, keys, context)
     body = data[header.size :]

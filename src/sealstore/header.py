@@ -23,6 +23,7 @@ __all__ = [
     "PREFIX_SIZE",
     "Header",
     "Mode",
+    "decode_context",
     "encode_context",
     "encode_header",
     "header_size",
@@ -67,55 +68,50 @@ def encode_context(context: Mapping[str, str] | None) -> bytes:
         return b"\x00\x00"
     if not isinstance(context, Mapping):
         raise InvalidContextError("the encryption context must be a mapping of str to str")
-    pairs = []
-    total = 0
-    for key, value in context.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidContextError("encryption context keys and values must be str")
-        if not key:
-            raise InvalidContextError("encryption context keys must not be empty")
-        try:
-            pair = (key.encode(), value.encode())
-        except UnicodeEncodeError:
-            raise InvalidContextError(
-                "encryption context keys and values must be encodable as UTF-8"
-            ) from None
-        total += 4 + len(pair[0]) + len(pair[1])
-        if total > MAX_CONTEXT_SIZE:
-            raise InvalidContextError(
-                f"the encoded encryption context exceeds {MAX_CONTEXT_SIZE} bytes"
-            )
-        pairs.append(pair)
-    pairs.sort()
-    body = b"".join(_U16.pack(len(k)) + k + _U16.pack(len(v)) + v for k, v in pairs)
+    items = context.items()
+    if not all(isinstance(key, str) and isinstance(value, str) for key, value in items):
+        raise InvalidContextError("encryption context keys and values must be str")
+    try:
+        pairs = sorted([(key.encode(), value.encode()) for key, value in items])
+    except UnicodeEncodeError:
+        raise InvalidContextError(
+            "encryption context keys and values must be encodable as UTF-8"
+        ) from None
+    if not pairs[0][0]:  # the empty key sorts first
+        raise InvalidContextError("encryption context keys must not be empty")
+    body = b"".join([_U16.pack(len(k)) + k + _U16.pack(len(v)) + v for k, v in pairs])
+    if len(body) > MAX_CONTEXT_SIZE:
+        raise InvalidContextError(
+            f"the encoded encryption context is {len(body)} bytes; at most "
+            f"{MAX_CONTEXT_SIZE} are allowed"
+        )
     return _U16.pack(len(body)) + body
 
 
-def _decode_context(field: bytes) -> dict[str, str]:
-    """Decode a context body (without its length prefix), insisting on the canonical form."""
+def decode_context(field: bytes) -> dict[str, str]:
+    """Decode a context body (without its length prefix), insisting on the canonical form.
+
+    Raises :class:`FormatError` unless every length fits, keys are non-empty, strictly
+    increasing and everything is UTF-8: each context has exactly one encoding.
+    """
     context: dict[str, str] = {}
     pos, end, previous = 0, len(field), b""
-    while pos < end:
-        key, pos = _take(field, pos, "context key")
-        value, pos = _take(field, pos, "context value")
-        if not key or (context and key <= previous):
-            raise FormatError("malformed header: the encryption context is not canonical")
-        previous = key
-        try:
-            context[key.decode()] = value.decode()
-        except UnicodeDecodeError:
-            raise FormatError("malformed header: the encryption context is not UTF-8") from None
+    try:
+        while pos < end:
+            key_end = pos + 2 + (field[pos] << 8 | field[pos + 1])
+            value_end = key_end + 2 + (field[key_end] << 8 | field[key_end + 1])
+            if value_end > end:
+                raise FormatError("malformed header: an encryption context entry runs past it")
+            key = field[pos + 2 : key_end]
+            if key <= previous:
+                raise FormatError("malformed header: the encryption context is not canonical")
+            context[key.decode()] = field[key_end + 2 : value_end].decode()
+            pos, previous = value_end, key
+    except IndexError:
+        raise FormatError("malformed header: an encryption context length runs past it") from None
+    except UnicodeDecodeError:
+        raise FormatError("malformed header: the encryption context is not UTF-8") from None
     return context
-
-
-def _take(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
-    if pos + 2 > len(data):
-        raise FormatError(f"malformed header: the {what} length runs past the header")
-    (size,) = _U16.unpack_from(data, pos)
-    start, end = pos + 2, pos + 2 + size
-    if end > len(data):
-        raise FormatError(f"malformed header: the {what} runs past the header")
-    return data[start:end], end
 
 
 def header_size(prefix: bytes | memoryview) -> int:
@@ -169,17 +165,14 @@ class Header(NamedTuple):
     context_field: bytes
     key_ref: bytes
     wrapped_key: bytes
+    context: Mapping[str, str]
+    """The encryption context, decoded from ``context_field``."""
 
     @property
     def immutable(self) -> bytes:
         """The fields fixed for the object's life: the body's chunked-encryption context
         and the start of the data key wrap's associated data."""
         return _IMMUTABLE_PREFIX[self.mode] + self.context_field
-
-    @property
-    def context(self) -> dict[str, str]:
-        """The encryption context as a new dict."""
-        return _decode_context(self.context_field[2:])
 
     @property
     def size(self) -> int:
@@ -221,7 +214,7 @@ def parse_header(data: bytes | memoryview) -> Header:
     if len(data) < size:
         raise FormatError("malformed header: the object is shorter than its declared header")
     raw = bytes(data[:size])
-    # Field lengths are read inline (not through _take): this runs once per object read.
+    # Field lengths are read inline: this runs once per object read.
     (context_size,) = _U16.unpack_from(raw, PREFIX_SIZE)
     key_ref_at = PREFIX_SIZE + 2 + context_size
     if key_ref_at + 2 > size:
@@ -242,8 +235,10 @@ def parse_header(data: bytes | memoryview) -> Header:
     if not 0 < wrapped_size <= MAX_WRAPPED_KEY_SIZE:
         raise FormatError("malformed header: the wrapped data key is empty or exceeds its cap")
     context_field = raw[PREFIX_SIZE:key_ref_at]
-    if context_size:
-        _decode_context(context_field[2:])
     return Header(
-        _MODES[raw[5]], context_field, raw[key_ref_at + 2 : wrapped_at], raw[wrapped_at + 2 :]
+        _MODES[raw[5]],
+        context_field,
+        raw[key_ref_at + 2 : wrapped_at],
+        raw[wrapped_at + 2 :],
+        decode_context(context_field[2:]) if context_size else {},
     )
