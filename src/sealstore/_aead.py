@@ -182,8 +182,9 @@ class StreamEncryptor:
 
     @staticmethod
     def max_output(input_size: int) -> int:
-        """A buffer this large always holds what one ``update_into`` writes."""
-        return input_size + BODY_PREFIX_SIZE + TAG_SIZE * (input_size // CHUNK_SIZE + 1)
+        """A buffer this large holds what one ``update_into`` of ``input_size`` bytes writes,
+        whatever was buffered before (less than a chunk)."""
+        return BODY_PREFIX_SIZE + (input_size // CHUNK_SIZE + 1) * SEALED_CHUNK_SIZE
 
     def update_into(self, data: bytes | memoryview, out: bytearray | memoryview) -> int:
         return self._encryptor.update_into(data, out)
@@ -207,8 +208,14 @@ class StreamDecryptor:
         self._decryptor = Cobblestone256Decryptor(key, context)
         self._failed = False
 
+    @staticmethod
+    def max_output(input_size: int) -> int:
+        """A buffer this large holds what one ``update_into`` of ``input_size`` bytes writes,
+        whatever was buffered before (less than a sealed chunk)."""
+        return (input_size // SEALED_CHUNK_SIZE + 1) * CHUNK_SIZE
+
     def update_into(self, data: bytes | memoryview, out: bytearray | memoryview) -> int:
-        """Decrypt what ``data`` completes; ``out`` must hold at least ``len(data)`` bytes."""
+        """Decrypt the chunks ``data`` completes into ``out`` (see :meth:`max_output`)."""
         if self._failed:
             raise DecryptionError(_TAMPERED)
         try:

@@ -197,7 +197,7 @@ def decrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Contex
     header = parse_header(prefix + rest)
     data_key = open_header(header, keys, context)
     decryptor = _aead.StreamDecryptor(data_key, header.immutable)
-    out = bytearray(PIECE_SIZE + _aead.SEALED_CHUNK_SIZE)
+    out = bytearray(_aead.StreamDecryptor.max_output(PIECE_SIZE))
     written = 0
     with memoryview(out) as out_view:
         for piece in _pieces(src):
