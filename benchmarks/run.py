@@ -1,0 +1,916 @@
+"""sealstore benchmarks: each figure next to a raw baseline measured in the same process.
+
+Run with ``nox -s bench`` (or ``python benchmarks/run.py``)::
+
+    python benchmarks/run.py                      # full sizes, a few minutes
+    python benchmarks/run.py --quick              # small sizes, a smoke run
+    python benchmarks/run.py --only stream        # one group
+    python benchmarks/run.py --markdown out.md    # also write the tables as Markdown
+
+Every timing is the best of several repetitions, and the repetitions of a figure and of its
+baseline are interleaved (baseline, candidate, baseline, candidate, ...), so a burst of load
+from elsewhere on the machine hurts both sides alike instead of one of them. Ratios are
+``figure / baseline``; a target applies either to that ratio or to the figure itself.
+
+Peak memory of the file-to-file streams is measured in a fresh child process (this script
+run with a hidden sub-command), so what earlier figures allocated cannot hide or inflate it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Final
+
+import cryptography
+from cryptography.cobblestone import Cobblestone256Decryptor, Cobblestone256Encryptor
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing_extensions import Buffer
+
+import sealstore
+
+KiB: Final = 1 << 10
+MiB: Final = 1 << 20
+GiB: Final = 1 << 30
+PIECE: Final = MiB
+"""Bytes per step of the in-memory crypto ceiling, matching the streams' read size."""
+NONCE_SIZE: Final = 12
+TAG_SIZE: Final = 16
+COBBLESTONE_PREFIX: Final = 56
+COBBLESTONE_CHUNK: Final = 16384
+CHILD_COMMAND: Final = "_file-child"
+"""Hidden sub-command: run one file-to-file operation and report time and peak RSS."""
+GROUPS: Final = ("oneshot", "stream", "small", "files", "random")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for a row: ``ratio >= limit`` or ``value <= limit`` and so on."""
+
+    limit: float
+    at_least: bool
+    on_ratio: bool
+
+    def met(self, value: float, ratio: float | None) -> bool:
+        subject = ratio if self.on_ratio else value
+        if subject is None:
+            return False
+        return subject >= self.limit if self.at_least else subject <= self.limit
+
+    def describe(self, unit: str) -> str:
+        sign = ">=" if self.at_least else "<="
+        if self.on_ratio:
+            return f"ratio {sign} {self.limit:g}"
+        return f"{sign} {format_value(self.limit, unit)}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured figure, its baseline (if any) and its target (if any)."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    target: Target | None = None
+    detail: str = ""
+    show_ratio: bool = True
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.show_ratio or self.baseline is None or self.baseline == 0:
+            return None
+        return self.value / self.baseline
+
+    @property
+    def status(self) -> str:
+        if self.target is None:
+            return "info"
+        return "met" if self.target.met(self.value, self.ratio) else "MISSED"
+
+    def cells(self) -> list[str]:
+        measured = format_value(self.value, self.unit)
+        if self.detail:
+            measured = f"{measured} ({self.detail})"
+        baseline = "" if self.baseline is None else format_value(self.baseline, self.unit)
+        ratio = "" if self.ratio is None else f"{self.ratio:.2f}"
+        target = "" if self.target is None else self.target.describe(self.unit)
+        return [self.name, measured, self.baseline_name, baseline, ratio, target, self.status]
+
+
+HEADINGS: Final = ["figure", "measured", "baseline", "baseline value", "ratio", "target", ""]
+RIGHT_ALIGNED: Final = frozenset({1, 3, 4})
+
+
+@dataclass
+class Group:
+    """The rows of one benchmark group, with a line on what they measure."""
+
+    key: str
+    title: str
+    about: str
+    rows: list[Row] = field(default_factory=list)
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit in {"MB/s", "ops/s", "reads/s"}:
+        return f"{value:,.0f} {unit}"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    return f"{value:g} {unit}".rstrip()
+
+
+def console_table(rows: Sequence[Row]) -> str:
+    table = [HEADINGS, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEADINGS))]
+    lines = []
+    for number, line in enumerate(table):
+        cells = [
+            cell.rjust(width) if i in RIGHT_ALIGNED else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    def escape(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    header = "| " + " | ".join([*HEADINGS[:-1], "status"]) + " |"
+    rule = "|" + "|".join("---:" if i in RIGHT_ALIGNED else "---" for i in range(7)) + "|"
+    body = ["| " + " | ".join(escape(cell) for cell in row.cells()) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
+def markdown_document(facts: Mapping[str, str], groups: Sequence[Group], command: str) -> str:
+    parts = [
+        "# Benchmark results",
+        "",
+        f"Produced by `{command}` (which `nox -s bench` runs). Every time is the best of",
+        "several repetitions, the repetitions of a figure and of its baseline interleaved;",
+        "the ratio is figure / baseline.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {name}: {value}" for name, value in facts.items()),
+    ]
+    for group in groups:
+        parts += ["", f"## {group.title}", "", group.about, "", markdown_table(group.rows)]
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_once(operation: Callable[[], object]) -> float:
+    """Seconds one call takes, with the garbage collector kept out of the measurement."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        result = operation()
+        elapsed = time.perf_counter() - start
+    finally:
+        gc.enable()
+    # Dropped outside the timed region: a large fresh output is unmapped here, so the next
+    # call pays its page faults again, as a real caller would.
+    del result
+    return elapsed
+
+
+def best_interleaved(cases: Mapping[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Best time of each case over ``reps`` rounds, each round running every case once."""
+    best = dict.fromkeys(cases, math.inf)
+    for _ in range(reps):
+        for name, operation in cases.items():
+            best[name] = min(best[name], time_once(operation))
+    return best
+
+
+def looped(operation: Callable[[], object], count: int) -> Callable[[], None]:
+    """A callable that runs ``operation`` ``count`` times (a timeit-style inner loop)."""
+
+    def run() -> None:
+        for _ in itertools.repeat(None, count):
+            operation()
+
+    return run
+
+
+def mb_per_s(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class NullSink:
+    """A binary sink that accepts everything and keeps nothing."""
+
+    def write(self, data: Buffer, /) -> int:
+        with memoryview(data) as view:
+            return view.nbytes
+
+
+def pieces(data: bytes, size: int) -> Iterator[memoryview]:
+    view = memoryview(data)
+    for offset in range(0, len(data), size):
+        yield view[offset : offset + size]
+
+
+def write_random_file(path: Path, size: int) -> None:
+    """Fill ``path`` with ``size`` random bytes, one megabyte at a time."""
+    with path.open("wb") as out:
+        remaining = size
+        while remaining:
+            step = min(remaining, PIECE)
+            out.write(os.urandom(step))
+            remaining -= step
+
+
+def files_equal(left: Path, right: Path) -> bool:
+    with left.open("rb") as a, right.open("rb") as b:
+        while True:
+            x, y = a.read(PIECE), b.read(PIECE)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in {"model name", "Processor", "cpu model"}:
+            return value.strip()
+    return platform.processor() or "unknown"
+
+
+def machine_facts(quick: bool) -> dict[str, str]:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 0
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "cryptography": cryptography.__version__,
+        "sealstore": sealstore.__version__,
+        "CPUs": f"{os.cpu_count()} ({usable} usable by this process)",
+        "CPU model": cpu_model(),
+        "platform": platform.platform(),
+        "load average at start (1, 5, 15 min)": load,
+        "mode": "quick (small sizes, smoke run only)" if quick else "full",
+    }
+
+
+@dataclass(frozen=True)
+class Sizes:
+    oneshot: int
+    oneshot_reps: int
+    stream: int
+    stream_reps: int
+    small_iterations: int
+    small_reps: int
+    files: int
+    files_reps: int
+    random_object: int
+    random_reads: int
+    random_reps: int
+
+
+FULL: Final = Sizes(
+    oneshot=64 * MiB,
+    oneshot_reps=7,
+    stream=256 * MiB,
+    stream_reps=5,
+    small_iterations=3000,
+    small_reps=7,
+    files=GiB,
+    files_reps=3,
+    random_object=256 * MiB,
+    random_reads=1000,
+    random_reps=5,
+)
+QUICK: Final = Sizes(
+    oneshot=4 * MiB,
+    oneshot_reps=3,
+    stream=16 * MiB,
+    stream_reps=3,
+    small_iterations=200,
+    small_reps=3,
+    files=32 * MiB,
+    files_reps=1,
+    random_object=16 * MiB,
+    random_reads=1000,
+    random_reps=3,
+)
+
+
+def size_label(size: int) -> str:
+    if size >= GiB and size % GiB == 0:
+        return f"{size // GiB} GiB"
+    if size >= MiB and size % MiB == 0:
+        return f"{size // MiB} MiB"
+    return f"{size // KiB} KiB"
+
+
+# --------------------------------------------------------------------------- 1. one-shot
+
+
+def bench_oneshot(sizes: Sizes) -> Group:
+    size = sizes.oneshot
+    label = size_label(size)
+    plaintext = os.urandom(size)
+    keys = sealstore.CustomerKeys(os.urandom(32))
+    aead = AESGCM(AESGCM.generate_key(256))
+    nonce = os.urandom(NONCE_SIZE)
+    blob = sealstore.encrypt(plaintext, keys)
+    sealed = aead.encrypt(nonce, plaintext, None)
+    if sealstore.decrypt(blob, keys) != plaintext or aead.decrypt(nonce, sealed, None) != plaintext:
+        raise AssertionError("a one-shot round trip lost data")
+
+    # Reusing one nonce across repetitions is harmless here (same plaintext, nothing kept),
+    # and it keeps the baseline down to the one call being measured.
+    best = best_interleaved(
+        {
+            "AESGCM.encrypt": lambda: aead.encrypt(nonce, plaintext, None),
+            "encrypt": lambda: sealstore.encrypt(plaintext, keys),
+            "AESGCM.decrypt": lambda: aead.decrypt(nonce, sealed, None),
+            "decrypt": lambda: sealstore.decrypt(blob, keys),
+        },
+        sizes.oneshot_reps,
+    )
+    goal = Target(0.9, at_least=True, on_ratio=True)
+    rows = [
+        Row(
+            f"sealstore.encrypt {label}",
+            mb_per_s(size, best["encrypt"]),
+            "MB/s",
+            mb_per_s(size, best["AESGCM.encrypt"]),
+            "AESGCM.encrypt",
+            goal,
+        ),
+        Row(
+            f"sealstore.decrypt {label}",
+            mb_per_s(size, best["decrypt"]),
+            "MB/s",
+            mb_per_s(size, best["AESGCM.decrypt"]),
+            "AESGCM.decrypt",
+            goal,
+        ),
+    ]
+    return Group(
+        "oneshot",
+        f"1. One-shot encrypt and decrypt of {label} in memory",
+        f"`sealstore.encrypt`/`decrypt` with `CustomerKeys` against one `AESGCM.encrypt`/"
+        f"`decrypt` call over the same {label}; each call produces a fresh output. "
+        f"MB/s is 10^6 plaintext bytes per second; best of {sizes.oneshot_reps}.",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 2. streams
+
+
+def bench_stream(sizes: Sizes) -> Group:
+    size = sizes.stream
+    label = size_label(size)
+    plaintext = os.urandom(size)
+    keys = sealstore.CustomerKeys(os.urandom(32))
+    blob = sealstore.encrypt(plaintext, keys)
+    aead = AESGCM(AESGCM.generate_key(256))
+    ceiling_out = bytearray(PIECE + TAG_SIZE)
+    nonces = itertools.count()
+    cobble_key = os.urandom(32)
+    cobble_out = bytearray(PIECE + COBBLESTONE_PREFIX + TAG_SIZE * (PIECE // COBBLESTONE_CHUNK + 1))
+
+    def ceiling() -> None:
+        for piece in pieces(plaintext, PIECE):
+            aead.encrypt_into(next(nonces).to_bytes(NONCE_SIZE, "big"), piece, None, ceiling_out)
+
+    def cobblestone() -> None:
+        encryptor = Cobblestone256Encryptor(cobble_key, b"")
+        for piece in pieces(plaintext, PIECE):
+            encryptor.update_into(piece, cobble_out)
+        encryptor.finalize()
+
+    def encrypt() -> int:
+        return sealstore.encrypt_stream(io.BytesIO(plaintext), NullSink(), keys)
+
+    def decrypt() -> int:
+        return sealstore.decrypt_stream(io.BytesIO(blob), NullSink(), keys)
+
+    check = io.BytesIO()
+    sealstore.decrypt_stream(io.BytesIO(blob), check, keys)
+    if check.getbuffer() != plaintext or encrypt() != len(blob):
+        raise AssertionError("a streaming round trip lost data")
+    del check
+
+    best = best_interleaved(
+        {
+            "ceiling": ceiling,
+            "encrypt": encrypt,
+            "decrypt": decrypt,
+            "cobblestone": cobblestone,
+        },
+        sizes.stream_reps,
+    )
+    ceiling_rate = mb_per_s(size, best["ceiling"])
+    goal = Target(0.5, at_least=True, on_ratio=True)
+    baseline_name = "AESGCM.encrypt_into"
+    rows = [
+        Row(
+            f"encrypt_stream {label}",
+            mb_per_s(size, best["encrypt"]),
+            "MB/s",
+            ceiling_rate,
+            baseline_name,
+            goal,
+        ),
+        Row(
+            f"decrypt_stream {label}",
+            mb_per_s(size, best["decrypt"]),
+            "MB/s",
+            ceiling_rate,
+            baseline_name,
+            goal,
+        ),
+        Row(
+            "Cobblestone256 update_into",
+            mb_per_s(size, best["cobblestone"]),
+            "MB/s",
+            ceiling_rate,
+            baseline_name,
+        ),
+    ]
+    return Group(
+        "stream",
+        f"2. Streams of {label} between in-memory source and sink",
+        f"`encrypt_stream`/`decrypt_stream` from an `io.BytesIO` into a sink that discards "
+        f"its input, against the crypto ceiling: `AESGCM.encrypt_into` over the same bytes in "
+        f"1 MiB pieces into one reused buffer (the baseline of both rows). For information, "
+        f"`cryptography.cobblestone` `Cobblestone256Encryptor.update_into` with a reused "
+        f"buffer over the same pieces. Best of {sizes.stream_reps}.",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 3. small objects
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One way of sealing small objects."""
+
+    encrypt: Callable[[bytes], bytes]
+    decrypt: Callable[[bytes], bytes]
+
+
+def committing_envelope(context: bytes) -> Envelope:
+    """Hand-written equivalent of sealstore's: wrapped data key, Cobblestone-256 body."""
+    kek = AESGCM(AESGCM.generate_key(256))
+    associated_data = b"bench-envelope/v1\x00" + context
+    wrapped_size = NONCE_SIZE + 32 + TAG_SIZE
+
+    def encrypt(plaintext: bytes) -> bytes:
+        data_key = os.urandom(32)
+        nonce = os.urandom(NONCE_SIZE)
+        wrapped = kek.encrypt(nonce, data_key, associated_data)
+        encryptor = Cobblestone256Encryptor(data_key, context)
+        return b"".join((nonce, wrapped, encryptor.update(plaintext), encryptor.finalize()))
+
+    def decrypt(blob: bytes) -> bytes:
+        data_key = kek.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:wrapped_size], associated_data)
+        decryptor = Cobblestone256Decryptor(data_key, context)
+        return decryptor.update(blob[wrapped_size:]) + decryptor.finalize()
+
+    return Envelope(encrypt, decrypt)
+
+
+def plain_gcm_envelope(context: bytes) -> Envelope:
+    """Hand-written AES-GCM envelope without key commitment, for comparison."""
+    kek = AESGCM(AESGCM.generate_key(256))
+    associated_data = b"bench-envelope/v1\x00" + context
+    wrapped_end = NONCE_SIZE + 32 + TAG_SIZE
+    body_start = wrapped_end + NONCE_SIZE
+
+    def encrypt(plaintext: bytes) -> bytes:
+        data_key = os.urandom(32)
+        key_nonce = os.urandom(NONCE_SIZE)
+        body_nonce = os.urandom(NONCE_SIZE)
+        wrapped = kek.encrypt(key_nonce, data_key, associated_data)
+        body = AESGCM(data_key).encrypt(body_nonce, plaintext, context)
+        return b"".join((key_nonce, wrapped, body_nonce, body))
+
+    def decrypt(blob: bytes) -> bytes:
+        data_key = kek.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:wrapped_end], associated_data)
+        return AESGCM(data_key).decrypt(blob[wrapped_end:body_start], blob[body_start:], context)
+
+    return Envelope(encrypt, decrypt)
+
+
+def sealstore_envelope(context: Mapping[str, str]) -> Envelope:
+    keys = sealstore.CustomerKeys(os.urandom(32))
+
+    def encrypt(plaintext: bytes) -> bytes:
+        return sealstore.encrypt(plaintext, keys, context=context)
+
+    def decrypt(blob: bytes) -> bytes:
+        return sealstore.decrypt(blob, keys, context=context)
+
+    return Envelope(encrypt, decrypt)
+
+
+def round_trip(envelope: Envelope, plaintext: bytes) -> bytes:
+    return envelope.decrypt(envelope.encrypt(plaintext))
+
+
+def bench_small(sizes: Sizes) -> Group:
+    plaintext = os.urandom(KiB)
+    context = {"tenant": "acme", "bucket": "orders"}
+    context_bytes = b"tenant=acme;bucket=orders"
+    envelopes = {
+        "committing": committing_envelope(context_bytes),
+        "sealstore": sealstore_envelope(context),
+        "plain GCM": plain_gcm_envelope(context_bytes),
+    }
+    count = sizes.small_iterations
+    cases: dict[str, Callable[[], object]] = {}
+    for name, envelope in envelopes.items():
+        blob = envelope.encrypt(plaintext)
+        if envelope.decrypt(blob) != plaintext:
+            raise AssertionError(f"the {name} envelope lost data")
+        cases[f"{name} encrypt"] = looped(partial(envelope.encrypt, plaintext), count)
+        cases[f"{name} decrypt"] = looped(partial(envelope.decrypt, blob), count)
+        cases[f"{name} round trip"] = looped(partial(round_trip, envelope, plaintext), count)
+    # Interleave per operation: baseline, sealstore, plain, then the next repetition.
+    order = [
+        f"{name} {operation}"
+        for operation in ("encrypt", "decrypt", "round trip")
+        for name in envelopes
+    ]
+    best = best_interleaved({name: cases[name] for name in order}, sizes.small_reps)
+
+    def rate(name: str) -> float:
+        return count / best[name]
+
+    goal = Target(0.7, at_least=True, on_ratio=True)
+    rows = []
+    for operation in ("encrypt", "decrypt", "round trip"):
+        baseline = rate(f"committing {operation}")
+        rows.append(
+            Row(
+                f"sealstore 1 KiB {operation}",
+                rate(f"sealstore {operation}"),
+                "ops/s",
+                baseline,
+                "Cobblestone envelope",
+                goal if operation == "round trip" else None,
+            )
+        )
+    rows += [
+        Row(
+            f"plain AES-GCM envelope {operation}",
+            rate(f"plain GCM {operation}"),
+            "ops/s",
+            rate(f"committing {operation}"),
+            "Cobblestone envelope",
+        )
+        for operation in ("encrypt", "decrypt", "round trip")
+    ]
+    return Group(
+        "small",
+        "3. Small objects: 1 KiB encrypt and decrypt",
+        "Operations per second with `CustomerKeys` and a two-entry context, against a "
+        "hand-written envelope with the same properties: a random 32-byte data key wrapped "
+        "by AES-256-GCM (key-encryption key built once, random nonce, associated data bound "
+        "to the context), the body through `cryptography.cobblestone` "
+        "`Cobblestone256Encryptor`, output nonce + wrapped key + body; and the reverse. "
+        "The target applies to the round trip. For information, a plain AES-GCM envelope "
+        "(data key wrapped the same way, body AES-GCM under a random nonce, no key "
+        f"commitment). Loops of {count} per repetition, best of {sizes.small_reps}.",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 4. files
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    seconds: float
+    rss_growth_kib: int
+
+
+def memory_kib() -> tuple[int, int]:
+    """This process's current and peak resident set size, in KiB.
+
+    On Linux both come from ``/proc/self/status``: its peak (``VmHWM``) belongs to this
+    process image alone, whereas ``ru_maxrss`` survives ``exec`` and so starts at the peak of
+    the process that spawned this one (here the benchmark parent, hundreds of megabytes),
+    which would hide any growth below that.
+    """
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux: ru_maxrss is all there is
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak, peak
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name in {"VmRSS", "VmHWM"}:
+            found[name] = int(value.split()[0])
+    return found["VmRSS"], found["VmHWM"]
+
+
+def reset_peak_memory() -> None:
+    """Lower the recorded peak RSS to the current RSS, where the kernel allows it."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def run_file_operation(operation: str, source: Path, destination: Path, key: bytes) -> None:
+    """Body of the hidden sub-command, in a fresh interpreter; prints a JSON report."""
+    keys = sealstore.CustomerKeys(key)
+    with source.open("rb") as src, destination.open("wb") as dst:
+        gc.collect()
+        # Growth is measured from the resident size after imports and setup; the peak is
+        # reset to it first, so a transient of the imports cannot mask the operation's own.
+        reset_peak_memory()
+        before, _ = memory_kib()
+        start = time.perf_counter()
+        if operation == "encrypt":
+            sealstore.encrypt_stream(src, dst, keys)
+        elif operation == "decrypt":
+            sealstore.decrypt_stream(src, dst, keys)
+        elif operation == "copy":
+            shutil.copyfileobj(src, dst, PIECE)
+        else:
+            raise SystemExit(f"unknown file operation {operation!r}")
+        dst.flush()
+        seconds = time.perf_counter() - start
+    _, peak = memory_kib()
+    print(json.dumps({"seconds": seconds, "rss_growth_kib": peak - before}))
+
+
+def child_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"run.py {CHILD_COMMAND}")
+    parser.add_argument("operation", choices=("encrypt", "decrypt", "copy"))
+    parser.add_argument("source", type=Path)
+    parser.add_argument("destination", type=Path)
+    args = parser.parse_args(argv)
+    # The key comes on stdin so that it never shows in a process listing.
+    key = bytes.fromhex(sys.stdin.read().strip())
+    run_file_operation(args.operation, args.source, args.destination, key)
+    return 0
+
+
+def in_child(operation: str, source: Path, destination: Path, key: bytes) -> ChildResult:
+    script = str(Path(__file__).resolve())
+    command = [sys.executable, script, CHILD_COMMAND, operation, str(source), str(destination)]
+    completed = subprocess.run(  # noqa: S603 - this very script, with arguments built here
+        command,
+        input=key.hex(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the {operation} child failed:\n{completed.stderr}")
+    report = json.loads(completed.stdout)
+    return ChildResult(float(report["seconds"]), int(report["rss_growth_kib"]))
+
+
+def bench_files(sizes: Sizes) -> Group:
+    size = sizes.files
+    label = size_label(size)
+    key = os.urandom(32)
+    seconds: dict[str, float] = {}
+    growth: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="sealstore-bench-") as directory:
+        folder = Path(directory)
+        plain, sealed, copied, opened = (
+            folder / "plain",
+            folder / "sealed",
+            folder / "copied",
+            folder / "opened",
+        )
+        write_random_file(plain, size)
+        checked = False
+        for _ in range(sizes.files_reps):
+            for operation, source, destination in (
+                ("copy", plain, copied),
+                ("encrypt", plain, sealed),
+                ("decrypt", sealed, opened),
+            ):
+                result = in_child(operation, source, destination, key)
+                seconds[operation] = min(seconds.get(operation, math.inf), result.seconds)
+                growth[operation] = max(growth.get(operation, 0), result.rss_growth_kib)
+                if operation == "decrypt" and not checked:
+                    if not files_equal(plain, opened):
+                        raise AssertionError("the file round trip lost data")
+                    checked = True
+                if destination != sealed:
+                    destination.unlink()
+
+    def rate(operation: str) -> float:
+        return mb_per_s(size, seconds[operation])
+
+    def mib(operation: str) -> float:
+        return growth[operation] / KiB
+
+    memory_goal = Target(32, at_least=False, on_ratio=False)
+    copy_name = "shutil.copyfileobj"
+    rows = [
+        Row(f"encrypt_stream {label} file", rate("encrypt"), "MB/s", rate("copy"), copy_name),
+        Row(f"decrypt_stream {label} file", rate("decrypt"), "MB/s", rate("copy"), copy_name),
+        Row(
+            "encrypt_stream peak RSS growth",
+            mib("encrypt"),
+            "MiB",
+            mib("copy"),
+            copy_name,
+            memory_goal,
+            show_ratio=False,
+        ),
+        Row(
+            "decrypt_stream peak RSS growth",
+            mib("decrypt"),
+            "MiB",
+            mib("copy"),
+            copy_name,
+            memory_goal,
+            show_ratio=False,
+        ),
+    ]
+    return Group(
+        "files",
+        f"4. Streams of {label} between files",
+        f"`encrypt_stream`/`decrypt_stream` from one file in a temporary directory to another "
+        f"(through the page cache, no fsync). Each operation runs in a fresh child process "
+        f"that records its peak RSS after imports and setup and again after the operation; "
+        f"the growth is the difference (largest over repetitions). Baseline for information: "
+        f"`shutil.copyfileobj` with 1 MiB pieces between the same kind of files. "
+        f"Best of {sizes.files_reps}.",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- 5. random reads
+
+
+def bench_random(sizes: Sizes) -> Group:
+    size = sizes.random_object
+    label = size_label(size)
+    read_size = 4 * KiB
+    keys = sealstore.CustomerKeys(os.urandom(32))
+    generator = random.Random(20240501)
+    offsets = [generator.randrange(size - read_size + 1) for _ in range(sizes.random_reads)]
+    with tempfile.TemporaryDirectory(prefix="sealstore-bench-") as directory:
+        plain_path, sealed_path = Path(directory) / "plain", Path(directory) / "sealed"
+        write_random_file(plain_path, size)
+        with plain_path.open("rb") as src, sealed_path.open("wb") as dst:
+            sealstore.encrypt_stream(src, dst, keys)
+        with plain_path.open("rb") as plain, sealed_path.open("rb") as sealed:
+            per_read = []
+            reader = sealstore.open_decrypted(sealed, keys)
+            for offset in offsets:
+                before = reader.chunks_decrypted
+                reader.seek(offset)
+                data = reader.read(read_size)
+                per_read.append(reader.chunks_decrypted - before)
+                plain.seek(offset)
+                if data != plain.read(read_size):
+                    raise AssertionError(f"a random read at {offset} returned wrong bytes")
+
+            def plain_reads() -> None:
+                for offset in offsets:
+                    plain.seek(offset)
+                    plain.read(read_size)
+
+            readers: list[sealstore.DecryptedReader] = []
+
+            def decrypted_reads() -> None:
+                # A reader opened outside the timed region for each repetition, so that no
+                # repetition starts with the previous one's cached chunk.
+                current = readers.pop()
+                for offset in offsets:
+                    current.seek(offset)
+                    current.read(read_size)
+
+            best = dict.fromkeys(("plain", "sealstore"), math.inf)
+            for _ in range(sizes.random_reps):
+                best["plain"] = min(best["plain"], time_once(plain_reads))
+                sealed.seek(0)
+                readers.append(sealstore.open_decrypted(sealed, keys))
+                best["sealstore"] = min(best["sealstore"], time_once(decrypted_reads))
+
+    count = len(offsets)
+    rows = [
+        Row(
+            "chunks decrypted per read (max)",
+            max(per_read),
+            "",
+            target=Target(2, at_least=False, on_ratio=False),
+            detail=f"mean {sum(per_read) / count:.2f}",
+        ),
+        Row(
+            "open_decrypted 4 KiB random reads",
+            count / best["sealstore"],
+            "reads/s",
+            count / best["plain"],
+            "plaintext file reads",
+        ),
+    ]
+    return Group(
+        "random",
+        f"5. Random 4 KiB reads of a {label} object",
+        f"{count} reads of 4 KiB at seeded random offsets through `sealstore.open_decrypted` "
+        f"over the encrypted object in a file on disk; the reader's `chunks_decrypted` counter "
+        f"gives the chunks each read decrypted. Baseline for information: the same reads of "
+        f"the plaintext file. Best of {sizes.random_reps}.",
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
+    "oneshot": bench_oneshot,
+    "stream": bench_stream,
+    "small": bench_small,
+    "files": bench_files,
+    "random": bench_random,
+}
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv[:1] == [CHILD_COMMAND]:
+        return child_main(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repetitions")
+    parser.add_argument("--only", choices=GROUPS, help="run only this group")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write Markdown here")
+    args = parser.parse_args(argv)
+    if not hasattr(AESGCM, "encrypt_into"):
+        parser.error("AESGCM.encrypt_into is missing: cryptography >= 50 is needed")
+
+    sizes = QUICK if args.quick else FULL
+    facts = machine_facts(args.quick)
+    width = max(len(name) for name in facts)
+    for name, value in facts.items():
+        print(f"{name.ljust(width)}  {value}")
+
+    groups = []
+    for key in [args.only] if args.only else GROUPS:
+        started = time.perf_counter()
+        group = BENCHES[key](sizes)
+        groups.append(group)
+        print(f"\n{group.title}  [{time.perf_counter() - started:.1f} s]")
+        print(console_table(group.rows), flush=True)
+        gc.collect()
+
+    missed = [row.name for group in groups for row in group.rows if row.status == "MISSED"]
+    targets = sum(row.target is not None for group in groups for row in group.rows)
+    print(f"\ntargets met: {targets - len(missed)} of {targets}")
+    for name in missed:
+        print(f"  missed: {name}")
+    if args.markdown is not None:
+        command = " ".join(["python benchmarks/run.py", *argv])
+        args.markdown.write_text(markdown_document(facts, groups, command))
+        print(f"Markdown written to {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
