@@ -87,6 +87,7 @@ def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
     if context is not None and header.context != (
         context if isinstance(context, dict) else dict(context)
     ):
+        encode_context(context)  # an expected context no object could carry is refused first
         _raise_context_mismatch(header.context, context)
     match keys:
         case CustomerKeys():
@@ -190,7 +191,8 @@ def decrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Contex
 
     Only authenticated chunks reach ``dst``. If the object was truncated or altered, what
     was written is a prefix of the true plaintext and :class:`~sealstore.DecryptionError`
-    is raised.
+    is raised. Treat the output as incomplete whenever an error is raised: when only the
+    final chunk is damaged, the prefix written can be every byte of the plaintext.
     """
     prefix = _read_exact(src, PREFIX_SIZE)
     rest = _read_exact(src, header_size(prefix) - PREFIX_SIZE)

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_CONTEXT_SIZE",
     "MAX_HEADER_SIZE",
     "MAX_KEY_REF_SIZE",
+    "MAX_WRAPPED_KEY_SIZE",
     "PREFIX_SIZE",
     "Header",
     "Mode",
@@ -66,26 +67,37 @@ def encode_context(context: Mapping[str, str] | None) -> bytes:
     """
     if not context:
         return b"\x00\x00"
-    if not isinstance(context, Mapping):
+    if type(context) is not dict and not isinstance(context, Mapping):
         raise InvalidContextError("the encryption context must be a mapping of str to str")
-    items = context.items()
-    if not all(isinstance(key, str) and isinstance(value, str) for key, value in items):
-        raise InvalidContextError("encryption context keys and values must be str")
+    pairs = []
     try:
-        pairs = sorted([(key.encode(), value.encode()) for key, value in items])
+        for key, value in context.items():
+            if not (type(key) is str or isinstance(key, str)) or not (
+                type(value) is str or isinstance(value, str)
+            ):
+                raise InvalidContextError("encryption context keys and values must be str")
+            pairs.append((key.encode(), value.encode()))
     except UnicodeEncodeError:
         raise InvalidContextError(
             "encryption context keys and values must be encodable as UTF-8"
         ) from None
+    pairs.sort()
     if not pairs[0][0]:  # the empty key sorts first
         raise InvalidContextError("encryption context keys must not be empty")
-    body = b"".join([_U16.pack(len(k)) + k + _U16.pack(len(v)) + v for k, v in pairs])
+    pack = _U16.pack
+    try:
+        body = b"".join([pack(len(k)) + k + pack(len(v)) + v for k, v in pairs])
+    except struct.error:  # a key or value over 65535 bytes: far over the cap
+        raise InvalidContextError(
+            f"an encryption context key or value is longer than the {MAX_CONTEXT_SIZE}-byte "
+            "cap on the whole context"
+        ) from None
     if len(body) > MAX_CONTEXT_SIZE:
         raise InvalidContextError(
             f"the encoded encryption context is {len(body)} bytes; at most "
             f"{MAX_CONTEXT_SIZE} are allowed"
         )
-    return _U16.pack(len(body)) + body
+    return pack(len(body)) + body
 
 
 def decode_context(field: bytes) -> dict[str, str]:
