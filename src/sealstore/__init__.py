@@ -13,7 +13,8 @@ is wrapped by a key provider::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from sealstore.envelope import decrypt, decrypt_stream, encrypt, encrypt_stream, open_decrypted
 from sealstore.errors import (
@@ -31,8 +32,8 @@ from sealstore.keys import CustomerKeys, KeyProvider
 from sealstore.reader import DecryptedReader
 
 try:
-    __version__ = version("sealstore")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("sealstore")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [

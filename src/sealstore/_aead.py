@@ -43,11 +43,6 @@ _TAMPERED: Final = (
 )
 
 
-def random_key() -> bytes:
-    """A fresh uniformly random 256-bit key."""
-    return os.urandom(KEY_SIZE)
-
-
 def body_size(plaintext_size: int) -> int:
     """Bytes of the chunked body that encrypts ``plaintext_size`` bytes."""
     return BODY_PREFIX_SIZE + plaintext_size + TAG_SIZE * (plaintext_size // CHUNK_SIZE + 1)
@@ -137,17 +132,24 @@ def encrypt_body_into(
     out[written : written + len(tail)] = tail
 
 
-def encrypt_body(key: bytes, context: bytes, plaintext: bytes | memoryview) -> tuple[bytes, bytes]:
-    """Encrypt a whole message; the body is the concatenation of the two parts returned."""
-    _check_key(key)
-    encryptor = Cobblestone256Encryptor(key, context)
-    return encryptor.update(plaintext), encryptor.finalize()
+def seal_small(
+    data_key: bytes, context: bytes, header: bytes, plaintext: bytes | memoryview
+) -> bytes:
+    """``header`` followed by the body encrypting ``plaintext``, as one bytes object.
+
+    For small objects, where concatenating is cheaper than building in place. ``data_key``
+    is a fresh 32-byte key drawn by the caller, so its length is not checked again.
+    """
+    encryptor = Cobblestone256Encryptor(data_key, context)
+    return b"".join((header, encryptor.update(plaintext), encryptor.finalize()))
 
 
-def decrypt_body(key: bytes, context: bytes, body: bytes | memoryview) -> bytes:
-    """Decrypt a whole body into new bytes (best for small bodies; see decrypt_body_into)."""
-    _check_key(key)
-    decryptor = Cobblestone256Decryptor(key, context)
+def open_small(data_key: bytes, context: bytes, body: bytes | memoryview) -> bytes:
+    """Decrypt a whole small body into new bytes (see :func:`decrypt_body_into` for large).
+
+    ``data_key`` is an unwrapped data key, whose length the unwrap already fixed.
+    """
+    decryptor = Cobblestone256Decryptor(data_key, context)
     try:
         head = decryptor.update(body)
         tail = decryptor.finalize()

@@ -8,6 +8,7 @@ and stored in the header.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator, Mapping
 from typing import Protocol, TypeAlias
 
@@ -16,6 +17,7 @@ from typing_extensions import Buffer, assert_never
 from sealstore import _aead
 from sealstore.errors import ContextMismatchError, FormatError, ProviderMismatchError
 from sealstore.header import (
+    EMPTY_CONTEXT_FIELD,
     PREFIX_SIZE,
     Header,
     Mode,
@@ -65,9 +67,9 @@ class Sink(Protocol):
 
 def seal_header(keys: KeyProvider, context: Context) -> tuple[bytes, bytes, bytes]:
     """A new object's encoded header, its immutable fields and the data key it wraps."""
-    context_field = encode_context(context)
+    context_field = EMPTY_CONTEXT_FIELD if context is None else encode_context(context)
     immutable = immutable_fields(keys.mode, context_field)
-    data_key = _aead.random_key()
+    data_key = os.urandom(_aead.KEY_SIZE)
     match keys:
         case CustomerKeys():
             key_ref, wrapped = keys.wrap_data_key(data_key, immutable)
@@ -84,11 +86,12 @@ def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
             f"this object was encrypted in {header.mode.name.lower()} mode: "
             f"read it with {needed}, not {type(keys).__name__}"
         )
-    if context is not None and header.context != (
-        context if isinstance(context, dict) else dict(context)
-    ):
-        encode_context(context)  # an expected context no object could carry is refused first
-        _raise_context_mismatch(header.context, context)
+    if context is not None:
+        if type(context) is not dict:
+            encode_context(context)  # refuses anything that is not a mapping of str to str
+        if header.context != context:
+            encode_context(context)  # an expected context no object could carry is refused
+            _raise_context_mismatch(header.context, context)
     match keys:
         case CustomerKeys():
             return keys.unwrap_data_key(header)
@@ -122,8 +125,7 @@ def encrypt(plaintext: Buffer, keys: KeyProvider, *, context: Context = None) ->
     size = len(data)
     header_bytes, immutable, data_key = seal_header(keys, context)
     if size < _IN_PLACE_THRESHOLD:
-        prefix, rest = _aead.encrypt_body(data_key, immutable, data)
-        return b"".join((header_bytes, prefix, rest))
+        return _aead.seal_small(data_key, immutable, header_bytes, data)
     total = len(header_bytes) + _aead.body_size(size)
     # Build a large result inside one buffer that becomes the returned bytes without a copy:
     # a fresh multi-megabyte output is bound by page faults, so a second copy would cost
@@ -146,22 +148,23 @@ def decrypt(blob: Buffer, keys: KeyProvider, *, context: Context = None) -> byte
     stored one, :class:`~sealstore.WrongKeyError` for a wrong customer key, and
     :class:`~sealstore.DecryptionError` for anything modified or truncated.
     """
-    # Small objects are sliced as bytes (a copy cheaper than a view); large ones as views.
-    small = isinstance(blob, bytes) and len(blob) < _IN_PLACE_THRESHOLD
-    data: bytes | memoryview = (
-        blob if isinstance(blob, bytes) and small else memoryview(blob).cast("B")
-    )
+    if type(blob) is bytes and len(blob) < _IN_PLACE_THRESHOLD:
+        # Small objects: slicing bytes (a small copy) is cheaper than going through views.
+        header = parse_header(blob)
+        data_key = open_header(header, keys, context)
+        return _aead.open_small(data_key, header.immutable, blob[header.size :])
+    data = memoryview(blob).cast("B")
     header = parse_header(data)
     data_key = open_header(header, keys, context)
     body = data[header.size :]
-    immutable = header.immutable
-    if small or (size := _aead.plaintext_size(len(body))) < _IN_PLACE_THRESHOLD:
-        return _aead.decrypt_body(data_key, immutable, body)
+    size = _aead.plaintext_size(len(body))
+    if size < _IN_PLACE_THRESHOLD:
+        return _aead.open_small(data_key, header.immutable, body)
     out = io.BytesIO()
     out.seek(size - 1)
     out.write(b"\0")
     with out.getbuffer() as view:
-        _aead.decrypt_body_into(data_key, immutable, body, view)
+        _aead.decrypt_body_into(data_key, header.immutable, body, view)
     return out.getvalue()
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Mapping
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, NoReturn
 
 from sealstore.errors import FormatError, InvalidContextError
 
 __all__ = [
+    "EMPTY_CONTEXT_FIELD",
     "FORMAT_VERSION",
     "MAGIC",
     "MAX_CONTEXT_SIZE",
@@ -24,6 +25,7 @@ __all__ = [
     "PREFIX_SIZE",
     "Header",
     "Mode",
+    "build_header",
     "decode_context",
     "encode_context",
     "encode_header",
@@ -65,10 +67,12 @@ def encode_context(context: Mapping[str, str] | None) -> bytes:
     value``. Raises :class:`InvalidContextError` for anything that is not a mapping of
     non-empty strings to strings within the size cap.
     """
-    if not context:
-        return b"\x00\x00"
+    if context is None:
+        return EMPTY_CONTEXT_FIELD
     if type(context) is not dict and not isinstance(context, Mapping):
         raise InvalidContextError("the encryption context must be a mapping of str to str")
+    if not context:
+        return EMPTY_CONTEXT_FIELD
     pairs = []
     try:
         for key, value in context.items():
@@ -135,6 +139,17 @@ def header_size(prefix: bytes | memoryview) -> int:
     if len(prefix) < PREFIX_SIZE:
         raise FormatError("not a sealstore object: shorter than a header")
     magic, version, mode, size = _PREFIX.unpack_from(prefix)
+    if (
+        magic != MAGIC
+        or version != FORMAT_VERSION
+        or mode not in _MODES
+        or not _MIN_HEADER_SIZE <= size <= MAX_HEADER_SIZE
+    ):
+        _refuse_prefix(magic, version, mode, size)
+    return size  # type: ignore[no-any-return]
+
+
+def _refuse_prefix(magic: bytes, version: int, mode: int, size: int) -> NoReturn:
     if magic != MAGIC:
         raise FormatError("not a sealstore object: the magic number is missing")
     if version != FORMAT_VERSION:
@@ -144,16 +159,15 @@ def header_size(prefix: bytes | memoryview) -> int:
         )
     if mode not in _MODES:
         raise FormatError(f"malformed header: unknown mode {mode}")
-    if not _MIN_HEADER_SIZE <= size <= MAX_HEADER_SIZE:
-        raise FormatError(
-            f"malformed header: declared length {size} is outside "
-            f"{_MIN_HEADER_SIZE}..{MAX_HEADER_SIZE}"
-        )
-    return int(size)
+    raise FormatError(
+        f"malformed header: declared length {size} is outside {_MIN_HEADER_SIZE}..{MAX_HEADER_SIZE}"
+    )
 
 
 _MODES: Final = {m.value: m for m in Mode}
 _IMMUTABLE_PREFIX: Final = {m: _IMMUTABLE_LABEL + bytes((FORMAT_VERSION, m)) for m in Mode}
+EMPTY_CONTEXT_FIELD: Final = b"\x00\x00"
+"""The encoding of an empty (or absent) encryption context."""
 
 
 def immutable_fields(mode: Mode, context_field: bytes) -> bytes:
@@ -170,7 +184,8 @@ class Header(NamedTuple):
     """A decoded header. ``context_field`` is the context's canonical encoding, as stored.
 
     A named tuple rather than an attrs class: one is built for every object read, and a
-    tuple is the cheapest immutable record Python has.
+    tuple is the cheapest immutable record Python has. :func:`parse_header` and
+    :func:`build_header` fill the derived fields.
     """
 
     mode: Mode
@@ -179,17 +194,11 @@ class Header(NamedTuple):
     wrapped_key: bytes
     context: Mapping[str, str]
     """The encryption context, decoded from ``context_field``."""
-
-    @property
-    def immutable(self) -> bytes:
-        """The fields fixed for the object's life: the body's chunked-encryption context
-        and the start of the data key wrap's associated data."""
-        return _IMMUTABLE_PREFIX[self.mode] + self.context_field
-
-    @property
-    def size(self) -> int:
-        """Bytes of the encoded header."""
-        return PREFIX_SIZE + len(self.context_field) + 4 + len(self.key_ref) + len(self.wrapped_key)
+    immutable: bytes
+    """The fields fixed for the object's life: the body's chunked-encryption context and the
+    start of the data key wrap's associated data (see :func:`immutable_fields`)."""
+    size: int
+    """Bytes of the encoded header."""
 
     @property
     def wrap_associated_data(self) -> bytes:
@@ -222,7 +231,16 @@ def encode_header(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_key:
 
 def parse_header(data: bytes | memoryview) -> Header:
     """Decode a complete header; ``data`` may continue past it (the body is ignored)."""
-    size = header_size(data)
+    if len(data) < PREFIX_SIZE:
+        raise FormatError("not a sealstore object: shorter than a header")
+    magic, version, mode_number, size = _PREFIX.unpack_from(data)
+    if (
+        magic != MAGIC
+        or version != FORMAT_VERSION
+        or mode_number not in _MODES
+        or not _MIN_HEADER_SIZE <= size <= MAX_HEADER_SIZE
+    ):
+        _refuse_prefix(magic, version, mode_number, size)
     if len(data) < size:
         raise FormatError("malformed header: the object is shorter than its declared header")
     raw = bytes(data[:size])
@@ -247,10 +265,31 @@ def parse_header(data: bytes | memoryview) -> Header:
     if not 0 < wrapped_size <= MAX_WRAPPED_KEY_SIZE:
         raise FormatError("malformed header: the wrapped data key is empty or exceeds its cap")
     context_field = raw[PREFIX_SIZE:key_ref_at]
+    mode = _MODES[mode_number]
+    # tuple.__new__ directly: the named tuple's generated __new__ is a Python-level call,
+    # and this runs once per object read.
+    return tuple.__new__(
+        Header,
+        (
+            mode,
+            context_field,
+            raw[key_ref_at + 2 : wrapped_at],
+            raw[wrapped_at + 2 :],
+            decode_context(context_field[2:]) if context_size else {},
+            _IMMUTABLE_PREFIX[mode] + context_field,
+            size,
+        ),
+    )
+
+
+def build_header(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_key: bytes) -> Header:
+    """A :class:`Header` from its stored fields, with the derived ones filled in."""
     return Header(
-        _MODES[raw[5]],
+        mode,
         context_field,
-        raw[key_ref_at + 2 : wrapped_at],
-        raw[wrapped_at + 2 :],
-        decode_context(context_field[2:]) if context_size else {},
+        key_ref,
+        wrapped_key,
+        decode_context(context_field[2:]),
+        immutable_fields(mode, context_field),
+        PREFIX_SIZE + len(context_field) + 4 + len(key_ref) + len(wrapped_key),
     )

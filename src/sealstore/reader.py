@@ -118,6 +118,15 @@ class DecryptedReader(io.RawIOBase):
             self._position += filled
             return filled
 
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes from the current position (all that remain if negative)."""
+        if size is None or size < 0:
+            return self.readall()
+        buffer = bytearray(size)
+        count = self.readinto(buffer)
+        del buffer[count:]
+        return bytes(buffer)
+
     def readall(self) -> bytes:
         parts = []
         while piece := self.read(max(_READALL_PIECE, self._size - self._position)):

@@ -52,6 +52,7 @@ class CustomerKeys:
 
     key: bytes = attrs.field(repr=False)
     _key_ref: bytes = attrs.field(init=False, repr=False)
+    _own_binding: bytes = attrs.field(init=False, repr=False)
     _wrapper: _aead.KeyWrapper = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -59,6 +60,8 @@ class CustomerKeys:
         salt = os.urandom(fingerprint.SALT_SIZE)
         key_ref = salt + fingerprint.customer_fingerprint(self.key, salt)
         object.__setattr__(self, "_key_ref", key_ref)
+        # key_binding(immutable, key_ref) == immutable + this, for this instance's references.
+        object.__setattr__(self, "_own_binding", key_binding(b"", key_ref))
         object.__setattr__(self, "_wrapper", _aead.KeyWrapper(self.key))
 
     def wrap_data_key(self, data_key: bytes, immutable: bytes) -> tuple[bytes, bytes]:
@@ -66,17 +69,19 @@ class CustomerKeys:
 
         Returns ``(key reference, wrapped key)``.
         """
-        key_ref = self._key_ref
-        return key_ref, self._wrapper.wrap(data_key, key_binding(immutable, key_ref))
+        return self._key_ref, self._wrapper.wrap(data_key, immutable + self._own_binding)
 
     def unwrap_data_key(self, header: Header) -> bytes:
         """Recover the data key of ``header``; :class:`WrongKeyError` if the key differs."""
         key_ref = header.key_ref
         # The common case: written by this instance, so the reference is ours byte for byte
         # (both sides are public, so comparing them in variable time reveals nothing).
-        if key_ref != self._key_ref:
+        if key_ref == self._key_ref:
+            binding = header.immutable + self._own_binding
+        else:
             self._check_fingerprint(key_ref)
-        return self._wrapper.unwrap(header.wrapped_key, key_binding(header.immutable, key_ref))
+            binding = key_binding(header.immutable, key_ref)
+        return self._wrapper.unwrap(header.wrapped_key, binding)
 
     def _check_fingerprint(self, key_ref: bytes) -> None:
         if len(key_ref) != _KEY_REF_SIZE:
