@@ -539,7 +539,7 @@ def plain_gcm_envelope(context: bytes) -> Envelope:
     return Envelope(encrypt, decrypt)
 
 
-def sealstore_envelope(context: Mapping[str, str]) -> Envelope:
+def sealstore_envelope(context: Mapping[str, str] | None) -> Envelope:
     keys = sealstore.CustomerKeys(os.urandom(32))
 
     def encrypt(plaintext: bytes) -> bytes:
