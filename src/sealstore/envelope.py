@@ -18,13 +18,13 @@ from sealstore import _aead
 from sealstore.errors import ContextMismatchError, FormatError, ProviderMismatchError
 from sealstore.header import (
     EMPTY_CONTEXT_FIELD,
+    IMMUTABLE_PREFIX,
     PREFIX_SIZE,
     Header,
     Mode,
     encode_context,
     encode_header,
     header_size,
-    immutable_fields,
     parse_header,
 )
 from sealstore.keys import CustomerKeys, KeyProvider
@@ -68,7 +68,7 @@ class Sink(Protocol):
 def seal_header(keys: KeyProvider, context: Context) -> tuple[bytes, bytes, bytes]:
     """A new object's encoded header, its immutable fields and the data key it wraps."""
     context_field = EMPTY_CONTEXT_FIELD if context is None else encode_context(context)
-    immutable = immutable_fields(keys.mode, context_field)
+    immutable = IMMUTABLE_PREFIX[keys.mode] + context_field
     data_key = os.urandom(_aead.KEY_SIZE)
     match keys:
         case CustomerKeys():

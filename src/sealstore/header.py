@@ -17,6 +17,7 @@ from sealstore.errors import FormatError, InvalidContextError
 __all__ = [
     "EMPTY_CONTEXT_FIELD",
     "FORMAT_VERSION",
+    "IMMUTABLE_PREFIX",
     "MAGIC",
     "MAX_CONTEXT_SIZE",
     "MAX_HEADER_SIZE",
@@ -165,14 +166,15 @@ def _refuse_prefix(magic: bytes, version: int, mode: int, size: int) -> NoReturn
 
 
 _MODES: Final = {m.value: m for m in Mode}
-_IMMUTABLE_PREFIX: Final = {m: _IMMUTABLE_LABEL + bytes((FORMAT_VERSION, m)) for m in Mode}
+IMMUTABLE_PREFIX: Final = {m: _IMMUTABLE_LABEL + bytes((FORMAT_VERSION, m)) for m in Mode}
+"""Per mode, the immutable fields before the encoded context (see :func:`immutable_fields`)."""
 EMPTY_CONTEXT_FIELD: Final = b"\x00\x00"
 """The encoding of an empty (or absent) encryption context."""
 
 
 def immutable_fields(mode: Mode, context_field: bytes) -> bytes:
     """Label, version, mode and encoded context: the body's chunked-encryption context."""
-    return _IMMUTABLE_PREFIX[mode] + context_field
+    return IMMUTABLE_PREFIX[mode] + context_field
 
 
 def key_binding(immutable: bytes, key_ref: bytes) -> bytes:
@@ -276,7 +278,7 @@ def parse_header(data: bytes | memoryview) -> Header:
             raw[key_ref_at + 2 : wrapped_at],
             raw[wrapped_at + 2 :],
             decode_context(context_field[2:]) if context_size else {},
-            _IMMUTABLE_PREFIX[mode] + context_field,
+            IMMUTABLE_PREFIX[mode] + context_field,
             size,
         ),
     )
