@@ -171,9 +171,10 @@ def markdown_document(facts: Mapping[str, str], groups: Sequence[Group], command
     parts = [
         "# Benchmark results",
         "",
-        f"Produced by `{command}` (which `nox -s bench` runs). Every time is the best of",
-        "several repetitions, the repetitions of a figure and of its baseline interleaved;",
-        "the ratio is figure / baseline.",
+        f"Produced by `{command}` (`nox -s bench -- ARGS` runs `benchmarks/run.py ARGS`).",
+        "Every time is the best of several repetitions, the repetitions of a figure and of",
+        "its baseline interleaved; the ratio is figure / baseline. Figures vary by a few",
+        "percent from run to run on this 2-core machine.",
         "",
         "## Machine",
         "",
@@ -911,7 +912,7 @@ def main(argv: Sequence[str]) -> int:
     for name in missed:
         print(f"  missed: {name}")
     if args.markdown is not None:
-        command = " ".join(["python benchmarks/run.py", *argv])
+        command = " ".join(["nox -s bench --", *argv])
         args.markdown.write_text(markdown_document(facts, groups, command))
         print(f"Markdown written to {args.markdown}")
     return 0
