@@ -26,7 +26,6 @@ __all__ = [
     "PREFIX_SIZE",
     "Header",
     "Mode",
-    "build_header",
     "decode_context",
     "encode_context",
     "encode_header",
@@ -167,14 +166,11 @@ def _refuse_prefix(magic: bytes, version: int, mode: int, size: int) -> NoReturn
 
 _MODES: Final = {m.value: m for m in Mode}
 IMMUTABLE_PREFIX: Final = {m: _IMMUTABLE_LABEL + bytes((FORMAT_VERSION, m)) for m in Mode}
-"""Per mode, the immutable fields before the encoded context (see :func:`immutable_fields`)."""
+"""Per mode, the immutable fields before the encoded context: label, version and mode.
+
+``IMMUTABLE_PREFIX[mode] + context_field`` is the body's chunked-encryption context."""
 EMPTY_CONTEXT_FIELD: Final = b"\x00\x00"
 """The encoding of an empty (or absent) encryption context."""
-
-
-def immutable_fields(mode: Mode, context_field: bytes) -> bytes:
-    """Label, version, mode and encoded context: the body's chunked-encryption context."""
-    return IMMUTABLE_PREFIX[mode] + context_field
 
 
 def key_binding(immutable: bytes, key_ref: bytes) -> bytes:
@@ -186,8 +182,8 @@ class Header(NamedTuple):
     """A decoded header. ``context_field`` is the context's canonical encoding, as stored.
 
     A named tuple rather than an attrs class: one is built for every object read, and a
-    tuple is the cheapest immutable record Python has. :func:`parse_header` and
-    :func:`build_header` fill the derived fields.
+    tuple is the cheapest immutable record Python has. :func:`parse_header` fills the
+    derived fields.
     """
 
     mode: Mode
@@ -198,14 +194,9 @@ class Header(NamedTuple):
     """The encryption context, decoded from ``context_field``."""
     immutable: bytes
     """The fields fixed for the object's life: the body's chunked-encryption context and the
-    start of the data key wrap's associated data (see :func:`immutable_fields`)."""
+    start of the data key wrap's associated data (see :data:`IMMUTABLE_PREFIX`)."""
     size: int
     """Bytes of the encoded header."""
-
-    @property
-    def wrap_associated_data(self) -> bytes:
-        """What the data key wrap authenticates: the immutable fields and the key reference."""
-        return key_binding(self.immutable, self.key_ref)
 
     def encode(self) -> bytes:
         """The header's bytes, exactly as stored in front of (or beside) the body."""
@@ -233,16 +224,7 @@ def encode_header(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_key:
 
 def parse_header(data: bytes | memoryview) -> Header:
     """Decode a complete header; ``data`` may continue past it (the body is ignored)."""
-    if len(data) < PREFIX_SIZE:
-        raise FormatError("not a sealstore object: shorter than a header")
-    magic, version, mode_number, size = _PREFIX.unpack_from(data)
-    if (
-        magic != MAGIC
-        or version != FORMAT_VERSION
-        or mode_number not in _MODES
-        or not _MIN_HEADER_SIZE <= size <= MAX_HEADER_SIZE
-    ):
-        _refuse_prefix(magic, version, mode_number, size)
+    size = header_size(data)
     if len(data) < size:
         raise FormatError("malformed header: the object is shorter than its declared header")
     raw = bytes(data[:size])
@@ -267,7 +249,7 @@ def parse_header(data: bytes | memoryview) -> Header:
     if not 0 < wrapped_size <= MAX_WRAPPED_KEY_SIZE:
         raise FormatError("malformed header: the wrapped data key is empty or exceeds its cap")
     context_field = raw[PREFIX_SIZE:key_ref_at]
-    mode = _MODES[mode_number]
+    mode = _MODES[raw[5]]
     # tuple.__new__ directly: the named tuple's generated __new__ is a Python-level call,
     # and this runs once per object read.
     return tuple.__new__(
@@ -281,17 +263,4 @@ def parse_header(data: bytes | memoryview) -> Header:
             IMMUTABLE_PREFIX[mode] + context_field,
             size,
         ),
-    )
-
-
-def build_header(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_key: bytes) -> Header:
-    """A :class:`Header` from its stored fields, with the derived ones filled in."""
-    return Header(
-        mode,
-        context_field,
-        key_ref,
-        wrapped_key,
-        decode_context(context_field[2:]),
-        immutable_fields(mode, context_field),
-        PREFIX_SIZE + len(context_field) + 4 + len(key_ref) + len(wrapped_key),
     )
