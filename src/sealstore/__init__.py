@@ -18,17 +18,26 @@ from importlib.metadata import version as _version
 
 from sealstore.envelope import decrypt, decrypt_stream, encrypt, encrypt_stream, open_decrypted
 from sealstore.errors import (
+    AccessDeniedError,
     ContextMismatchError,
     DecryptionError,
     FormatError,
     InvalidContextError,
     InvalidKeyError,
+    KeyDisabledError,
+    KeyNotFoundError,
+    KeyPendingDeletionError,
+    KeyRetiredError,
+    KeyStateError,
+    KeystoreError,
+    KmsError,
     ProviderMismatchError,
+    RootKeyError,
     SealstoreError,
     WrongKeyError,
 )
 from sealstore.header import Mode
-from sealstore.keys import CustomerKeys, KeyProvider
+from sealstore.keys import CustomerKeys, KeyProvider, KmsKeys, ManagedKeys
 from sealstore.reader import DecryptedReader
 
 try:
@@ -37,6 +46,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "AccessDeniedError",
     "ContextMismatchError",
     "CustomerKeys",
     "DecryptedReader",
@@ -44,9 +54,19 @@ __all__ = [
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
+    "KeyDisabledError",
+    "KeyNotFoundError",
+    "KeyPendingDeletionError",
     "KeyProvider",
+    "KeyRetiredError",
+    "KeyStateError",
+    "KeystoreError",
+    "KmsError",
+    "KmsKeys",
+    "ManagedKeys",
     "Mode",
     "ProviderMismatchError",
+    "RootKeyError",
     "SealstoreError",
     "WrongKeyError",
     "__version__",

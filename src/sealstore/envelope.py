@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Protocol, TypeAlias
 
-from typing_extensions import Buffer, assert_never
+from typing_extensions import Buffer
 
 from sealstore import _aead
 from sealstore.errors import ContextMismatchError, FormatError, ProviderMismatchError
@@ -27,7 +28,7 @@ from sealstore.header import (
     header_size,
     parse_header,
 )
-from sealstore.keys import CustomerKeys, KeyProvider
+from sealstore.keys import KeyProvider
 from sealstore.reader import DecryptedReader, SeekableSource
 
 __all__ = [
@@ -42,6 +43,8 @@ Context: TypeAlias = "Mapping[str, str] | None"
 
 PIECE_SIZE = 1 << 20
 """Bytes read from a source per step when streaming: bounds memory at a few pieces."""
+
+_NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
 _IN_PLACE_THRESHOLD = 1 << 16
 """From this plaintext size on, results are built in place rather than concatenated."""
@@ -70,11 +73,7 @@ def seal_header(keys: KeyProvider, context: Context) -> tuple[bytes, bytes, byte
     context_field = EMPTY_CONTEXT_FIELD if context is None else encode_context(context)
     immutable = IMMUTABLE_PREFIX[keys.mode] + context_field
     data_key = os.urandom(_aead.KEY_SIZE)
-    match keys:
-        case CustomerKeys():
-            key_ref, wrapped = keys.wrap_data_key(data_key, immutable)
-        case _:  # pragma: no cover - the union is closed
-            assert_never(keys)
+    key_ref, wrapped = keys.wrap_data_key(data_key, immutable, context or _NO_CONTEXT)
     return encode_header(keys.mode, context_field, key_ref, wrapped), immutable, data_key
 
 
@@ -92,11 +91,7 @@ def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
         if header.context != context:
             encode_context(context)  # an expected context no object could carry is refused
             _raise_context_mismatch(header.context, context)
-    match keys:
-        case CustomerKeys():
-            return keys.unwrap_data_key(header)
-        case _:  # pragma: no cover - the union is closed
-            assert_never(keys)
+    return keys.unwrap_data_key(header)
 
 
 def _raise_context_mismatch(stored: Mapping[str, str], expected: Mapping[str, str]) -> None:

@@ -9,7 +9,16 @@ Every exception derives from :class:`SealstoreError`::
     │   └── ContextMismatchError  the stored encryption context is not the expected one
     ├── ProviderMismatchError   the object was written in another mode than the provider's
     ├── InvalidKeyError         a key given to a provider is unusable (also a ValueError)
-    └── InvalidContextError     an encryption context breaks the rules (also a ValueError)
+    ├── InvalidContextError     an encryption context breaks the rules (also a ValueError)
+    ├── AccessDeniedError       a key policy does not let this principal do this
+    ├── KeyNotFoundError        no such master key, key version or KMS key
+    ├── KeyStateError           the key exists but its state forbids the operation
+    │   ├── KeyDisabledError
+    │   ├── KeyPendingDeletionError
+    │   └── KeyRetiredError     a managed master key version retired from decryption
+    ├── RootKeyError            the root key cannot open the sealed keyring or KMS store
+    ├── KeystoreError           a keyring or KMS store cannot be read or written
+    └── KmsError                any other failure reported by a key management service
 
 Messages say what was expected and what to do. They never contain key material or
 plaintext; encryption-context *keys* may be named, their values never are.
@@ -18,12 +27,21 @@ plaintext; encryption-context *keys* may be named, their values never are.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "ContextMismatchError",
     "DecryptionError",
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
+    "KeyDisabledError",
+    "KeyNotFoundError",
+    "KeyPendingDeletionError",
+    "KeyRetiredError",
+    "KeyStateError",
+    "KeystoreError",
+    "KmsError",
     "ProviderMismatchError",
+    "RootKeyError",
     "SealstoreError",
     "WrongKeyError",
 ]
@@ -98,6 +116,49 @@ class ProviderMismatchError(SealstoreError):
 
 class InvalidContextError(SealstoreError, ValueError):
     """An encryption context is not a mapping of non-empty strings to strings within limits."""
+
+
+class AccessDeniedError(SealstoreError):
+    """A key policy does not allow this principal this operation on this key.
+
+    The message names the principal, the operation and the key id.
+    """
+
+
+class KeyNotFoundError(SealstoreError):
+    """No master key, key version or KMS key has the id or alias given."""
+
+
+class KeyStateError(SealstoreError):
+    """The key exists, but its state forbids the operation asked for."""
+
+
+class KeyDisabledError(KeyStateError):
+    """The KMS key is disabled: enable it to use it again."""
+
+
+class KeyPendingDeletionError(KeyStateError):
+    """The KMS key is scheduled for deletion: cancel the deletion to use it again."""
+
+
+class KeyRetiredError(KeyStateError):
+    """The managed master key version is retired and no longer decrypts.
+
+    The message names the version. Rewrap objects before retiring the version they use.
+    """
+
+
+class RootKeyError(SealstoreError):
+    """The root key given cannot open the sealed keyring or key store: it is the wrong key,
+    or the sealed file was altered."""
+
+
+class KeystoreError(SealstoreError):
+    """A keyring or key store could not be read or written (missing, corrupt, or I/O)."""
+
+
+class KmsError(SealstoreError):
+    """A key management service failed in a way no more specific error describes."""
 
 
 def _names(keys: tuple[str, ...]) -> str:

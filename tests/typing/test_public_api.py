@@ -11,6 +11,7 @@ import io
 import os
 import subprocess
 import sys
+import typing
 from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -21,6 +22,17 @@ from typing_extensions import assert_type
 import sealstore
 
 PUBLIC_NAMES = {
+    "AccessDeniedError",
+    "KeyDisabledError",
+    "KeyNotFoundError",
+    "KeyPendingDeletionError",
+    "KeyRetiredError",
+    "KeyStateError",
+    "KeystoreError",
+    "KmsError",
+    "RootKeyError",
+    "KmsKeys",
+    "ManagedKeys",
     "ContextMismatchError",
     "CustomerKeys",
     "DecryptedReader",
@@ -105,7 +117,11 @@ def test_provider_types() -> None:
     keys = sealstore.CustomerKeys(os.urandom(32))
     assert_type(keys.mode, sealstore.Mode)
     assert keys.mode is sealstore.Mode.CUSTOMER
-    assert sealstore.KeyProvider is sealstore.CustomerKeys
+    assert typing.get_args(sealstore.KeyProvider) == (
+        sealstore.CustomerKeys,
+        sealstore.ManagedKeys,
+        sealstore.KmsKeys,
+    )
     assert [(mode.name, int(mode)) for mode in sealstore.Mode] == [
         ("MANAGED", 1),
         ("KMS", 2),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import ClassVar, final
 
 import attrs
@@ -64,7 +65,9 @@ class CustomerKeys:
         object.__setattr__(self, "_own_binding", key_binding(b"", key_ref))
         object.__setattr__(self, "_wrapper", _aead.KeyWrapper(self.key))
 
-    def wrap_data_key(self, data_key: bytes, immutable: bytes) -> tuple[bytes, bytes]:
+    def wrap_data_key(
+        self, data_key: bytes, immutable: bytes, context: Mapping[str, str]
+    ) -> tuple[bytes, bytes]:
         """Wrap ``data_key`` for a header whose immutable fields are ``immutable``.
 
         Returns ``(key reference, wrapped key)``.
