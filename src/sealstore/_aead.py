@@ -132,6 +132,22 @@ def encrypt_body_into(
     out[written : written + len(tail)] = tail
 
 
+def seal_blob(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """AES-256-GCM under a random 96-bit nonce: ``nonce || ciphertext || tag``.
+
+    For documents sealed at rest (keyrings, key stores), not for object bodies.
+    """
+    nonce = os.urandom(NONCE_SIZE)
+    return nonce + Gcm(key).seal(nonce, plaintext, associated_data)
+
+
+def open_blob(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    """The plaintext of a :func:`seal_blob` result, or :class:`DecryptionError`."""
+    if len(sealed) < NONCE_SIZE + TAG_SIZE:
+        raise DecryptionError(_TAMPERED)
+    return Gcm(key).open(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], associated_data)
+
+
 def seal_small(
     data_key: bytes, context: bytes, header: bytes, plaintext: bytes | memoryview
 ) -> bytes:
