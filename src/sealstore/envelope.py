@@ -28,7 +28,7 @@ from sealstore.header import (
     header_size,
     parse_header,
 )
-from sealstore.keys import KeyProvider
+from sealstore.keys import KeyProvider, KmsKeys
 from sealstore.reader import DecryptedReader, SeekableSource
 
 __all__ = [
@@ -68,13 +68,20 @@ class Sink(Protocol):
     def write(self, data: Buffer, /) -> int | None: ...
 
 
-def seal_header(keys: KeyProvider, context: Context) -> tuple[bytes, bytes, bytes]:
-    """A new object's encoded header, its immutable fields and the data key it wraps."""
+def seal_header(
+    keys: KeyProvider, context: Context, size: int | None
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """A new object's encoded header, immutable fields, data key and key reference.
+
+    ``size`` is the plaintext size when known in advance (bucket keys count bytes).
+    """
     context_field = EMPTY_CONTEXT_FIELD if context is None else encode_context(context)
     immutable = IMMUTABLE_PREFIX[keys.mode] + context_field
     data_key = os.urandom(_aead.KEY_SIZE)
     key_ref, wrapped = keys.wrap_data_key(data_key, immutable, context or _NO_CONTEXT)
-    return encode_header(keys.mode, context_field, key_ref, wrapped), immutable, data_key
+    if size is not None and type(keys) is KmsKeys:
+        keys.record_plaintext_bytes(key_ref, size)
+    return encode_header(keys.mode, context_field, key_ref, wrapped), immutable, data_key, key_ref
 
 
 def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
@@ -118,7 +125,7 @@ def encrypt(plaintext: Buffer, keys: KeyProvider, *, context: Context = None) ->
     """
     data = plaintext if type(plaintext) is bytes else memoryview(plaintext).cast("B")
     size = len(data)
-    header_bytes, immutable, data_key = seal_header(keys, context)
+    header_bytes, immutable, data_key, _ = seal_header(keys, context, size)
     if size < _IN_PLACE_THRESHOLD:
         return _aead.seal_small(data_key, immutable, header_bytes, data)
     total = len(header_bytes) + _aead.body_size(size)
@@ -169,9 +176,10 @@ def encrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Contex
     Memory stays at a few megabytes whatever the size of the stream. The output is the
     same object :func:`encrypt` produces, readable by all the decryption functions.
     """
-    header_bytes, immutable, data_key = seal_header(keys, context)
+    header_bytes, immutable, data_key, key_ref = seal_header(keys, context, None)
     _write_all(dst, memoryview(header_bytes))
     written = len(header_bytes)
+    consumed = 0
     encryptor = _aead.StreamEncryptor(data_key, immutable)
     out = bytearray(_aead.StreamEncryptor.max_output(PIECE_SIZE))
     with memoryview(out) as out_view:
@@ -179,8 +187,11 @@ def encrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Contex
             count = encryptor.update_into(piece, out_view)
             _write_all(dst, out_view[:count])
             written += count
+            consumed += len(piece)
     tail = encryptor.finalize()
     _write_all(dst, memoryview(tail))
+    if type(keys) is KmsKeys:
+        keys.record_plaintext_bytes(key_ref, consumed)
     return written + len(tail)
 
 
