@@ -19,11 +19,13 @@ from importlib.metadata import version as _version
 from sealstore.envelope import decrypt, decrypt_stream, encrypt, encrypt_stream, open_decrypted
 from sealstore.errors import (
     AccessDeniedError,
+    BackendError,
     ContextMismatchError,
     DecryptionError,
     FormatError,
     InvalidContextError,
     InvalidKeyError,
+    InvalidNameError,
     KeyDisabledError,
     KeyNotFoundError,
     KeyPendingDeletionError,
@@ -31,6 +33,7 @@ from sealstore.errors import (
     KeyStateError,
     KeystoreError,
     KmsError,
+    ObjectNotFoundError,
     ProviderMismatchError,
     RootKeyError,
     SealstoreError,
@@ -47,6 +50,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AccessDeniedError",
+    "BackendError",
     "ContextMismatchError",
     "CustomerKeys",
     "DecryptedReader",
@@ -54,6 +58,7 @@ __all__ = [
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
+    "InvalidNameError",
     "KeyDisabledError",
     "KeyNotFoundError",
     "KeyPendingDeletionError",
@@ -65,6 +70,7 @@ __all__ = [
     "KmsKeys",
     "ManagedKeys",
     "Mode",
+    "ObjectNotFoundError",
     "ProviderMismatchError",
     "RootKeyError",
     "SealstoreError",

@@ -18,7 +18,10 @@ Every exception derives from :class:`SealstoreError`::
     │   └── KeyRetiredError     a managed master key version retired from decryption
     ├── RootKeyError            the root key cannot open the sealed keyring or KMS store
     ├── KeystoreError           a keyring or KMS store cannot be read or written
-    └── KmsError                any other failure reported by a key management service
+    ├── KmsError                any other failure reported by a key management service
+    ├── ObjectNotFoundError     no object of that name in the storage (also a KeyError)
+    ├── InvalidNameError        an object name the storage refuses (also a ValueError)
+    └── BackendError            any other failure reported by the storage
 
 Messages say what was expected and what to do. They never contain key material or
 plaintext; encryption-context *keys* may be named, their values never are.
@@ -28,11 +31,13 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDeniedError",
+    "BackendError",
     "ContextMismatchError",
     "DecryptionError",
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
+    "InvalidNameError",
     "KeyDisabledError",
     "KeyNotFoundError",
     "KeyPendingDeletionError",
@@ -40,6 +45,7 @@ __all__ = [
     "KeyStateError",
     "KeystoreError",
     "KmsError",
+    "ObjectNotFoundError",
     "ProviderMismatchError",
     "RootKeyError",
     "SealstoreError",
@@ -159,6 +165,21 @@ class KeystoreError(SealstoreError):
 
 class KmsError(SealstoreError):
     """A key management service failed in a way no more specific error describes."""
+
+
+class ObjectNotFoundError(SealstoreError, KeyError):
+    """No object of that name exists in the storage."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidNameError(SealstoreError, ValueError):
+    """An object name the storage refuses: empty, absolute, with ``..``, NUL, and the like."""
+
+
+class BackendError(SealstoreError):
+    """The storage failed in a way no more specific error describes (I/O, network, service)."""
 
 
 def _names(keys: tuple[str, ...]) -> str:
