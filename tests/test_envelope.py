@@ -8,6 +8,7 @@ import os
 import pytest
 
 import sealstore
+from sealstore.envelope import EncryptingReader
 
 SIZES = [0, 1, 16383, 16384, 16385, 100_000]
 
@@ -64,3 +65,30 @@ def test_bytes_like_inputs(keys: sealstore.CustomerKeys, size: int, kind: type) 
     plaintext = os.urandom(size)
     blob = sealstore.encrypt(kind(bytearray(plaintext)), keys)
     assert sealstore.decrypt(kind(bytearray(blob)), keys) == plaintext
+
+
+@pytest.mark.parametrize("size", [0, 16384, 3 * 16384 + 5, 2_500_000])
+@pytest.mark.parametrize("read_size", [1, 1000, 70_000, -1])
+def test_encrypting_reader_yields_an_object_every_api_reads(
+    keys: sealstore.CustomerKeys, size: int, read_size: int
+) -> None:
+    """EncryptingReader, read in pieces of any size, yields a complete object."""
+    plaintext = os.urandom(size)
+    reader = EncryptingReader(io.BytesIO(plaintext), keys, context={"k": "v"})
+    if read_size == 1 and size > 100_000:
+        read_size = 4096  # single bytes over megabytes would only slow the suite down
+    parts = []
+    while part := reader.read(read_size):
+        assert read_size < 0 or len(part) <= read_size
+        parts.append(part)
+    blob = b"".join(parts)
+    assert blob.startswith(reader.header)
+    assert sealstore.decrypt(blob, keys, context={"k": "v"}) == plaintext
+
+
+def test_encrypting_reader_can_leave_the_header_out(keys: sealstore.CustomerKeys) -> None:
+    """With include_header=False the stream is the body alone; header + body is the object."""
+    reader = EncryptingReader(io.BytesIO(b"detached"), keys, include_header=False)
+    body = reader.read()
+    assert not body.startswith(b"SEAL")
+    assert sealstore.decrypt(reader.header + body, keys) == b"detached"

@@ -207,6 +207,9 @@ class StreamEncryptor:
     def update_into(self, data: bytes | memoryview, out: bytearray | memoryview) -> int:
         return self._encryptor.update_into(data, out)
 
+    def update(self, data: bytes | memoryview) -> bytes:
+        return self._encryptor.update(data)
+
     def finalize(self) -> bytes:
         return self._encryptor.finalize()
 

@@ -32,6 +32,7 @@ from sealstore.keys import KeyProvider, KmsKeys
 from sealstore.reader import DecryptedReader, SeekableSource
 
 __all__ = [
+    "EncryptingReader",
     "decrypt",
     "decrypt_stream",
     "encrypt",
@@ -243,6 +244,57 @@ def open_decrypted(
     data_key = open_header(header, keys, context)
     end = fileobj.seek(0, io.SEEK_END)
     return DecryptedReader(fileobj, data_key, header.immutable, start + size, end - start - size)
+
+
+class EncryptingReader:
+    """A readable stream of an object's bytes that encrypts ``src`` as it is read.
+
+    The pull-based twin of :func:`encrypt_stream`, for code that consumes a stream (an
+    upload, say) rather than writing to a sink. ``header`` holds the object's header; with
+    ``include_header=False`` the stream yields the body alone (a detached placement keeps the
+    header elsewhere). Memory stays within a few pieces of ``PIECE_SIZE``::
+
+        >>> import io, os, sealstore
+        >>> keys = sealstore.CustomerKeys(os.urandom(32))
+        >>> reader = EncryptingReader(io.BytesIO(b"data"), keys)
+        >>> sealstore.decrypt(reader.read(), keys)
+        b'data'
+    """
+
+    def __init__(
+        self,
+        src: Source,
+        keys: KeyProvider,
+        *,
+        context: Context = None,
+        include_header: bool = True,
+    ) -> None:
+        self.header, immutable, data_key, self._key_ref = seal_header(keys, context, None)
+        self._keys = keys
+        self._source = src
+        self._encryptor = _aead.StreamEncryptor(data_key, immutable)
+        self._pending = bytearray(self.header if include_header else b"")
+        self._consumed = 0
+        self._finished = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes of the object (everything left if ``size`` is negative)."""
+        want = PIECE_SIZE if size is None or size < 0 else size
+        while not self._finished and (len(self._pending) < want or size is None or size < 0):
+            piece = self._source.read(PIECE_SIZE)
+            if piece:
+                self._consumed += len(piece)
+                self._pending += self._encryptor.update(piece)
+            else:
+                self._pending += self._encryptor.finalize()
+                self._finished = True
+                if type(self._keys) is KmsKeys:
+                    self._keys.record_plaintext_bytes(self._key_ref, self._consumed)
+        if size is None or size < 0:
+            size = len(self._pending)
+        out = bytes(self._pending[:size])
+        del self._pending[:size]
+        return out
 
 
 def _pieces(src: Source) -> Iterator[memoryview | bytes]:
