@@ -16,9 +16,17 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from sealstore.audit import (
+    AuditEvent,
+    AuditSink,
+    JsonlAuditLog,
+    LoggingAuditSink,
+    MemoryAuditSink,
+)
 from sealstore.envelope import decrypt, decrypt_stream, encrypt, encrypt_stream, open_decrypted
 from sealstore.errors import (
     AccessDeniedError,
+    AuditLogError,
     BackendError,
     ContextMismatchError,
     DecryptionError,
@@ -50,6 +58,9 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AccessDeniedError",
+    "AuditEvent",
+    "AuditLogError",
+    "AuditSink",
     "BackendError",
     "ContextMismatchError",
     "CustomerKeys",
@@ -59,6 +70,7 @@ __all__ = [
     "InvalidContextError",
     "InvalidKeyError",
     "InvalidNameError",
+    "JsonlAuditLog",
     "KeyDisabledError",
     "KeyNotFoundError",
     "KeyPendingDeletionError",
@@ -68,7 +80,9 @@ __all__ = [
     "KeystoreError",
     "KmsError",
     "KmsKeys",
+    "LoggingAuditSink",
     "ManagedKeys",
+    "MemoryAuditSink",
     "Mode",
     "ObjectNotFoundError",
     "ProviderMismatchError",

@@ -21,6 +21,7 @@ Every exception derives from :class:`SealstoreError`::
     ├── KmsError                any other failure reported by a key management service
     ├── ObjectNotFoundError     no object of that name in the storage (also a KeyError)
     ├── InvalidNameError        an object name the storage refuses (also a ValueError)
+    ├── AuditLogError           an audit log cannot be written or read
     └── BackendError            any other failure reported by the storage
 
 Messages say what was expected and what to do. They never contain key material or
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDeniedError",
+    "AuditLogError",
     "BackendError",
     "ContextMismatchError",
     "DecryptionError",
@@ -180,6 +182,15 @@ class InvalidNameError(SealstoreError, ValueError):
 
 class BackendError(SealstoreError):
     """The storage failed in a way no more specific error describes (I/O, network, service)."""
+
+
+class AuditLogError(SealstoreError):
+    """An audit log could not be written or read.
+
+    Raised for an I/O failure, for a log whose final record is incomplete or unreadable
+    (verify it, then repair it if a write was interrupted) and for an event whose record
+    would exceed the log's record size cap.
+    """
 
 
 def _names(keys: tuple[str, ...]) -> str:

@@ -22,6 +22,12 @@ from typing_extensions import assert_type
 import sealstore
 
 PUBLIC_NAMES = {
+    "AuditEvent",
+    "AuditSink",
+    "JsonlAuditLog",
+    "LoggingAuditSink",
+    "MemoryAuditSink",
+    "AuditLogError",
     "BackendError",
     "InvalidNameError",
     "ObjectNotFoundError",
