@@ -11,7 +11,7 @@ from typing import Protocol
 
 import attrs
 
-__all__ = ["DataKey", "KmsClient"]
+__all__ = ["AwsKms", "DataKey", "KmsClient"]
 
 
 @attrs.frozen
@@ -67,3 +67,7 @@ class KmsClient(Protocol):
     def default_key_id(self, *, principal: str) -> str:
         """The key used when a caller names none, created on first use (like ``aws/s3``)."""
         ...
+
+
+# Imported last: aws.py imports DataKey from this module. It imports no boto3.
+from sealstore.kms.aws import AwsKms  # noqa: E402
