@@ -23,7 +23,15 @@ from sealstore.audit import (
     LoggingAuditSink,
     MemoryAuditSink,
 )
-from sealstore.envelope import decrypt, decrypt_stream, encrypt, encrypt_stream, open_decrypted
+from sealstore.envelope import (
+    EncryptingReader,
+    decrypt,
+    decrypt_stream,
+    encrypt,
+    encrypt_detached,
+    encrypt_stream,
+    open_decrypted,
+)
 from sealstore.errors import (
     AccessDeniedError,
     AuditLogError,
@@ -66,6 +74,7 @@ __all__ = [
     "CustomerKeys",
     "DecryptedReader",
     "DecryptionError",
+    "EncryptingReader",
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
@@ -93,6 +102,7 @@ __all__ = [
     "decrypt",
     "decrypt_stream",
     "encrypt",
+    "encrypt_detached",
     "encrypt_stream",
     "open_decrypted",
 ]

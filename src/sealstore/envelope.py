@@ -36,6 +36,7 @@ __all__ = [
     "decrypt",
     "decrypt_stream",
     "encrypt",
+    "encrypt_detached",
     "encrypt_stream",
     "open_decrypted",
 ]
@@ -142,8 +143,13 @@ def encrypt(plaintext: Buffer, keys: KeyProvider, *, context: Context = None) ->
     return out.getvalue()
 
 
-def decrypt(blob: Buffer, keys: KeyProvider, *, context: Context = None) -> bytes:
+def decrypt(
+    blob: Buffer, keys: KeyProvider, *, context: Context = None, header: Buffer | None = None
+) -> bytes:
     """Decrypt an object made by :func:`encrypt`.
+
+    With ``header`` (the detached placement, see :func:`encrypt_detached`), ``blob`` is the
+    body alone and ``header`` the header bytes kept elsewhere.
 
     Raises :class:`~sealstore.FormatError` for bytes that are not a readable object,
     :class:`~sealstore.ProviderMismatchError` for a provider of another mode,
@@ -151,24 +157,59 @@ def decrypt(blob: Buffer, keys: KeyProvider, *, context: Context = None) -> byte
     stored one, :class:`~sealstore.WrongKeyError` for a wrong customer key, and
     :class:`~sealstore.DecryptionError` for anything modified or truncated.
     """
-    if type(blob) is bytes and len(blob) < _IN_PLACE_THRESHOLD:
+    if header is None and type(blob) is bytes and len(blob) < _IN_PLACE_THRESHOLD:
         # Small objects: slicing bytes (a small copy) is cheaper than going through views.
-        header = parse_header(blob)
-        data_key = open_header(header, keys, context)
-        return _aead.open_small(data_key, header.immutable, blob[header.size :])
+        parsed = parse_header(blob)
+        data_key = open_header(parsed, keys, context)
+        return _aead.open_small(data_key, parsed.immutable, blob[parsed.size :])
     data = memoryview(blob).cast("B")
-    header = parse_header(data)
-    data_key = open_header(header, keys, context)
-    body = data[header.size :]
+    if header is None:
+        parsed = parse_header(data)
+        body = data[parsed.size :]
+    else:
+        parsed = parse_detached_header(header)
+        body = data
+    data_key = open_header(parsed, keys, context)
     size = _aead.plaintext_size(len(body))
     if size < _IN_PLACE_THRESHOLD:
-        return _aead.open_small(data_key, header.immutable, body)
+        return _aead.open_small(data_key, parsed.immutable, body)
     out = io.BytesIO()
     out.seek(size - 1)
     out.write(b"\0")
     with out.getbuffer() as view:
-        _aead.decrypt_body_into(data_key, header.immutable, body, view)
+        _aead.decrypt_body_into(data_key, parsed.immutable, body, view)
     return out.getvalue()
+
+
+def encrypt_detached(
+    plaintext: Buffer, keys: KeyProvider, *, context: Context = None
+) -> tuple[bytes, bytes]:
+    """Encrypt ``plaintext`` into a header and a body kept apart (the detached placement).
+
+    The two together are exactly the object :func:`encrypt` would make; a backend with
+    object metadata keeps the header there::
+
+        >>> import os, sealstore
+        >>> keys = sealstore.CustomerKeys(os.urandom(32))
+        >>> header, body = sealstore.encrypt_detached(b"data", keys)
+        >>> sealstore.decrypt(body, keys, header=header)
+        b'data'
+    """
+    data = plaintext if type(plaintext) is bytes else memoryview(plaintext).cast("B")
+    header_bytes, immutable, data_key, _ = seal_header(keys, context, len(data))
+    body = bytearray(_aead.body_size(len(data)))
+    with memoryview(body) as view:
+        _aead.encrypt_body_into(data_key, immutable, data, view)
+    return header_bytes, bytes(body)
+
+
+def parse_detached_header(header: Buffer) -> Header:
+    """Parse header bytes kept apart from their body; they must hold exactly one header."""
+    data = memoryview(header).cast("B")
+    parsed = parse_header(data)
+    if parsed.size != len(data):
+        raise FormatError("malformed header: a detached header has bytes after its end")
+    return parsed
 
 
 def encrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Context = None) -> int:
@@ -196,19 +237,30 @@ def encrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Contex
     return written + len(tail)
 
 
-def decrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Context = None) -> int:
+def decrypt_stream(
+    src: Source,
+    dst: Sink,
+    keys: KeyProvider,
+    *,
+    context: Context = None,
+    header: Buffer | None = None,
+) -> int:
     """Decrypt an object read from ``src`` into ``dst``; return the plaintext bytes written.
+
+    With ``header`` (the detached placement), ``src`` yields the body alone.
 
     Only authenticated chunks reach ``dst``. If the object was truncated or altered, what
     was written is a prefix of the true plaintext and :class:`~sealstore.DecryptionError`
     is raised. Treat the output as incomplete whenever an error is raised: when only the
     final chunk is damaged, the prefix written can be every byte of the plaintext.
     """
-    prefix = _read_exact(src, PREFIX_SIZE)
-    rest = _read_exact(src, header_size(prefix) - PREFIX_SIZE)
-    header = parse_header(prefix + rest)
-    data_key = open_header(header, keys, context)
-    decryptor = _aead.StreamDecryptor(data_key, header.immutable)
+    if header is None:
+        prefix = _read_exact(src, PREFIX_SIZE)
+        parsed = parse_header(prefix + _read_exact(src, header_size(prefix) - PREFIX_SIZE))
+    else:
+        parsed = parse_detached_header(header)
+    data_key = open_header(parsed, keys, context)
+    decryptor = _aead.StreamDecryptor(data_key, parsed.immutable)
     out = bytearray(_aead.StreamDecryptor.max_output(PIECE_SIZE))
     written = 0
     with memoryview(out) as out_view:
@@ -222,12 +274,16 @@ def decrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Contex
 
 
 def open_decrypted(
-    fileobj: SeekableSource, keys: KeyProvider, *, context: Context = None
+    fileobj: SeekableSource,
+    keys: KeyProvider,
+    *,
+    context: Context = None,
+    header: Buffer | None = None,
 ) -> DecryptedReader:
     """A read-only, seekable file over the plaintext of the object in ``fileobj``.
 
-    The object starts at ``fileobj``'s current position. Reads fetch and decrypt only the
-    chunks they touch::
+    The object starts at ``fileobj``'s current position (with ``header``, the detached
+    placement, the body does). Reads fetch and decrypt only the chunks they touch::
 
         >>> import io, os, sealstore
         >>> keys = sealstore.CustomerKeys(os.urandom(32))
@@ -238,12 +294,15 @@ def open_decrypted(
         b'\\xa0\\xa1\\xa2'
     """
     start = fileobj.tell()
-    prefix = _read_exact(fileobj, PREFIX_SIZE)
-    size = header_size(prefix)
-    header = parse_header(prefix + _read_exact(fileobj, size - PREFIX_SIZE))
-    data_key = open_header(header, keys, context)
+    if header is None:
+        prefix = _read_exact(fileobj, PREFIX_SIZE)
+        size = header_size(prefix)
+        parsed = parse_header(prefix + _read_exact(fileobj, size - PREFIX_SIZE))
+    else:
+        parsed, size = parse_detached_header(header), 0
+    data_key = open_header(parsed, keys, context)
     end = fileobj.seek(0, io.SEEK_END)
-    return DecryptedReader(fileobj, data_key, header.immutable, start + size, end - start - size)
+    return DecryptedReader(fileobj, data_key, parsed.immutable, start + size, end - start - size)
 
 
 class EncryptingReader:

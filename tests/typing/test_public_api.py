@@ -22,6 +22,8 @@ from typing_extensions import assert_type
 import sealstore
 
 PUBLIC_NAMES = {
+    "EncryptingReader",
+    "encrypt_detached",
     "AuditEvent",
     "AuditSink",
     "JsonlAuditLog",
