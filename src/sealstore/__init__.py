@@ -57,6 +57,15 @@ from sealstore.errors import (
 )
 from sealstore.header import Mode
 from sealstore.keys import CustomerKeys, KeyProvider, KmsKeys, ManagedKeys
+from sealstore.keys.managed import (
+    FileKeyringStore,
+    KeyringStore,
+    KeyVersion,
+    MemoryKeyringStore,
+    RotationPolicy,
+    VersionState,
+)
+from sealstore.keys.root import RootKey
 from sealstore.reader import DecryptedReader
 
 try:
@@ -75,6 +84,7 @@ __all__ = [
     "DecryptedReader",
     "DecryptionError",
     "EncryptingReader",
+    "FileKeyringStore",
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
@@ -86,17 +96,23 @@ __all__ = [
     "KeyProvider",
     "KeyRetiredError",
     "KeyStateError",
+    "KeyVersion",
+    "KeyringStore",
     "KeystoreError",
     "KmsError",
     "KmsKeys",
     "LoggingAuditSink",
     "ManagedKeys",
     "MemoryAuditSink",
+    "MemoryKeyringStore",
     "Mode",
     "ObjectNotFoundError",
     "ProviderMismatchError",
+    "RootKey",
     "RootKeyError",
+    "RotationPolicy",
     "SealstoreError",
+    "VersionState",
     "WrongKeyError",
     "__version__",
     "decrypt",

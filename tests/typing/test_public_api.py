@@ -22,6 +22,13 @@ from typing_extensions import assert_type
 import sealstore
 
 PUBLIC_NAMES = {
+    "FileKeyringStore",
+    "KeyringStore",
+    "KeyVersion",
+    "MemoryKeyringStore",
+    "RotationPolicy",
+    "VersionState",
+    "RootKey",
     "EncryptingReader",
     "encrypt_detached",
     "AuditEvent",

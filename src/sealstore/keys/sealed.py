@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -86,8 +87,16 @@ class SealedFile:
             new = change(current)
             if new is None or new == current:
                 return current
+            self._remove_stale_temporaries()
             self._write(self._seal(new, salt or os.urandom(_SALT_SIZE)))
             return new
+
+    def _remove_stale_temporaries(self) -> None:
+        # Temporary files are only created under the lock, which this process now holds:
+        # any that exist were left by a writer that died before renaming its file.
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
