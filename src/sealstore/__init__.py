@@ -49,6 +49,7 @@ from sealstore.errors import (
     KeyStateError,
     KeystoreError,
     KmsError,
+    NotEncryptedError,
     ObjectNotFoundError,
     ProviderMismatchError,
     RootKeyError,
@@ -67,6 +68,7 @@ from sealstore.keys.managed import (
 )
 from sealstore.keys.root import RootKey
 from sealstore.reader import DecryptedReader
+from sealstore.store import EncryptedStore, ObjectHead
 
 try:
     __version__ = _version("sealstore")
@@ -83,6 +85,7 @@ __all__ = [
     "CustomerKeys",
     "DecryptedReader",
     "DecryptionError",
+    "EncryptedStore",
     "EncryptingReader",
     "FileKeyringStore",
     "FormatError",
@@ -106,6 +109,8 @@ __all__ = [
     "MemoryAuditSink",
     "MemoryKeyringStore",
     "Mode",
+    "NotEncryptedError",
+    "ObjectHead",
     "ObjectNotFoundError",
     "ProviderMismatchError",
     "RootKey",

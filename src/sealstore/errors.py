@@ -21,6 +21,7 @@ Every exception derives from :class:`SealstoreError`::
     ├── KmsError                any other failure reported by a key management service
     ├── ObjectNotFoundError     no object of that name in the storage (also a KeyError)
     ├── InvalidNameError        an object name the storage refuses (also a ValueError)
+    ├── NotEncryptedError       a stored object was not encrypted by sealstore
     ├── AuditLogError           an audit log cannot be written or read
     └── BackendError            any other failure reported by the storage
 
@@ -47,6 +48,7 @@ __all__ = [
     "KeyStateError",
     "KeystoreError",
     "KmsError",
+    "NotEncryptedError",
     "ObjectNotFoundError",
     "ProviderMismatchError",
     "RootKeyError",
@@ -93,6 +95,7 @@ class ContextMismatchError(DecryptionError):
         missing: tuple[str, ...] = (),
         unexpected: tuple[str, ...] = (),
         differing: tuple[str, ...] = (),
+        advice: str = "pass the context the object was written with",
     ) -> None:
         self.missing = missing
         self.unexpected = unexpected
@@ -107,7 +110,8 @@ class ContextMismatchError(DecryptionError):
         super().__init__(
             "the object's encryption context does not match the expected one ("
             + "; ".join(parts)
-            + "); pass the context the object was written with"
+            + "); "
+            + advice
         )
 
 
@@ -178,6 +182,14 @@ class ObjectNotFoundError(SealstoreError, KeyError):
 
 class InvalidNameError(SealstoreError, ValueError):
     """An object name the storage refuses: empty, absolute, with ``..``, NUL, and the like."""
+
+
+class NotEncryptedError(SealstoreError):
+    """A stored object was not encrypted by sealstore, and plaintext reads are not allowed.
+
+    Refusing them keeps an attacker with access to the storage from swapping an encrypted
+    object for a plaintext one. Migrate such objects with ``EncryptedStore.encrypt_existing``.
+    """
 
 
 class BackendError(SealstoreError):

@@ -22,6 +22,9 @@ from typing_extensions import assert_type
 import sealstore
 
 PUBLIC_NAMES = {
+    "NotEncryptedError",
+    "EncryptedStore",
+    "ObjectHead",
     "FileKeyringStore",
     "KeyringStore",
     "KeyVersion",

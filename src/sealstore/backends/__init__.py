@@ -17,7 +17,15 @@ from typing import Protocol
 
 import attrs
 
-__all__ = ["Backend", "ObjectInfo", "Readable", "ReadableStream"]
+__all__ = [
+    "Backend",
+    "FileSystemBackend",
+    "FsspecBackend",
+    "MemoryBackend",
+    "ObjectInfo",
+    "Readable",
+    "ReadableStream",
+]
 
 
 class Readable(Protocol):
@@ -100,3 +108,9 @@ class Backend(Protocol):
         may be the same name, which rewrites only the metadata.
         """
         ...
+
+
+# The adapters live in modules of their own; none of them imports an optional dependency.
+from sealstore.backends.filesystem import FileSystemBackend  # noqa: E402
+from sealstore.backends.fsspec import FsspecBackend  # noqa: E402
+from sealstore.backends.memory import MemoryBackend  # noqa: E402

@@ -1,0 +1,586 @@
+"""``EncryptedStore``: encrypt on write and decrypt on read, against any storage backend.
+
+The store joins the envelope and a :class:`~sealstore.backends.Backend`. Every object it
+writes is encrypted under the store's default provider (or a per-call one), with the object's
+name bound into its encryption context (as :data:`OBJECT_CONTEXT_KEY`), so ciphertext moved or
+copied to another name at the backend no longer decrypts. Reads dispatch on the mode recorded
+in the object's header.
+
+Where the backend keeps metadata, the header is stored there (the *detached* placement,
+:data:`METADATA_KEY` = ``"detached:" + base64(header)``): ``list`` then knows plaintext sizes,
+a ranged read is one request, and a rewrap rewrites only the metadata. Elsewhere the header is
+stored in front of the body (*inline*; on backends with metadata, marked ``"inline"``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import closing
+from typing import Final, Literal, final
+
+import attrs
+from typing_extensions import Buffer
+
+from sealstore import _aead
+from sealstore.backends import Backend, ObjectInfo, Readable
+from sealstore.envelope import EncryptingReader, decrypt_stream, open_decrypted
+from sealstore.errors import (
+    ContextMismatchError,
+    DecryptionError,
+    FormatError,
+    InvalidContextError,
+    InvalidKeyError,
+    NotEncryptedError,
+    ProviderMismatchError,
+)
+from sealstore.header import (
+    MAGIC,
+    PREFIX_SIZE,
+    Header,
+    Mode,
+    encode_header,
+    header_size,
+    parse_header,
+)
+from sealstore.keys import CustomerKeys, KeyProvider, KmsKeys, ManagedKeys
+from sealstore.keys.kms import decode_key_ref
+from sealstore.reader import DecryptedReader
+
+__all__ = [
+    "METADATA_KEY",
+    "OBJECT_CONTEXT_KEY",
+    "EncryptedStore",
+    "ObjectHead",
+    "Progress",
+]
+
+OBJECT_CONTEXT_KEY: Final = "sealstore:object"
+"""The encryption-context key under which the store binds each object's name."""
+RESERVED_CONTEXT_PREFIX: Final = "sealstore:"
+METADATA_KEY: Final = "sealstore"
+"""The backend metadata key that marks an encrypted object and holds a detached header."""
+MAX_METADATA_HEADER: Final = 1536
+"""Longest base64 header kept in metadata (S3 allows 2 KB of user metadata in all)."""
+_DETACHED: Final = "detached:"
+_INLINE: Final = "inline"
+_PIECE: Final = 1 << 20
+
+Placement = Literal["inline", "detached"]
+Progress = Callable[[int, str], None]
+"""Called after each object of a bulk operation with the count done so far and its name."""
+
+_PROVIDER_NAMES: Final = {
+    Mode.MANAGED: "ManagedKeys",
+    Mode.KMS: "KmsKeys",
+    Mode.CUSTOMER: "CustomerKeys",
+}
+
+
+@attrs.frozen
+class ObjectHead:
+    """What the store can tell about an object without decrypting its body.
+
+    ``plaintext_size`` is ``None`` for an inline object listed without reading its header.
+    ``context`` is the caller's encryption context (the store's own binding removed).
+    ``key_id`` is the KMS key id (KMS mode) or the keyring's version id is in
+    ``key_version`` (managed mode).
+    """
+
+    name: str
+    encrypted: bool
+    stored_size: int
+    plaintext_size: int | None = None
+    mode: Mode | None = None
+    key_id: str | None = None
+    key_version: str | None = None
+    context: Mapping[str, str] = attrs.field(factory=dict)
+    placement: Placement | None = None
+    etag: str | None = None
+    version_id: str | None = None
+
+
+@attrs.frozen
+class _Located:
+    info: ObjectInfo
+    header: Header | None
+    header_bytes: bytes | None
+    placement: Placement | None
+
+    @property
+    def body_start(self) -> int:
+        if self.placement == "inline" and self.header is not None:
+            return self.header.size
+        return 0
+
+
+@final
+class EncryptedStore:
+    """Objects in ``backend``, encrypted under ``keys`` by default.
+
+    >>> import sealstore
+    >>> from sealstore.backends import MemoryBackend
+    >>> keys = sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
+    >>> store = sealstore.EncryptedStore(MemoryBackend(), keys)
+    >>> _ = store.put("reports/q3.txt", b"revenue up", context={"team": "finance"})
+    >>> store.get("reports/q3.txt")
+    b'revenue up'
+
+    ``keys`` is the default for writes, like a bucket's default encryption; ``readers`` are
+    more providers the store may use to read objects written in other modes. Customer keys
+    are never a default: they are given on every request. Objects the store did not encrypt
+    are refused on read unless ``allow_plaintext_reads`` is set (else an attacker with access
+    to the storage could swap an encrypted object for a plaintext one);
+    :meth:`encrypt_existing` migrates them.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        keys: ManagedKeys | KmsKeys | None = None,
+        *,
+        readers: Iterable[ManagedKeys | KmsKeys] = (),
+        allow_plaintext_reads: bool = False,
+    ) -> None:
+        if isinstance(keys, CustomerKeys) or any(isinstance(k, CustomerKeys) for k in readers):
+            raise InvalidKeyError(
+                "customer keys are supplied on every request (keys=...), never as a store default"
+            )
+        self.backend = backend
+        self.keys = keys
+        self.allow_plaintext_reads = allow_plaintext_reads
+        self._readers: dict[Mode, KeyProvider] = {}
+        for provider in (*readers, *([keys] if keys is not None else [])):
+            self._readers[provider.mode] = provider
+
+    # ------------------------------------------------------------------ writing
+
+    def put(
+        self,
+        name: str,
+        data: Buffer | Readable | Iterable[bytes],
+        *,
+        keys: KeyProvider | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> ObjectHead:
+        """Encrypt ``data`` (bytes, a binary file object or an iterable of bytes) as ``name``.
+
+        Streams in bounded memory whatever the size.
+        """
+        provider = self._writer(keys)
+        reader = EncryptingReader(
+            _readable(data), provider, context=self._bind(name, context), include_header=False
+        )
+        return self._store(name, reader.header, reader)
+
+    def copy(
+        self,
+        source: str,
+        destination: str,
+        *,
+        keys: KeyProvider | None = None,
+        source_keys: KeyProvider | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> ObjectHead:
+        """Copy ``source`` to ``destination``, re-encrypted for its new name.
+
+        ``keys`` (default: the store's) may be of another mode than the source's: a copy can
+        re-key an object. ``context`` defaults to the source's context.
+        """
+        located = self._locate(source)
+        header = self._require_encrypted(source, located)
+        provider = self._reader_for(source, header, source_keys)
+        if context is None:
+            context = _user_context(header.context)
+        with self._open_located(source, located, provider, header) as plaintext:
+            return self.put(destination, plaintext, keys=keys, context=context)
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` from the backend."""
+        self.backend.delete(name)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(
+        self,
+        name: str,
+        *,
+        keys: KeyProvider | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """The plaintext of ``name``. With ``context``, the stored context must equal it."""
+        located = self._locate(name)
+        if located.header is None:
+            return self._plaintext_read(name)
+        provider = self._reader_for(name, located.header, keys)
+        sink = io.BytesIO()
+        with closing(self.backend.get(name, start=located.body_start)) as body:
+            decrypt_stream(
+                body,
+                sink,
+                provider,
+                context=self._expected(name, located.header, context),
+                header=located.header_bytes,
+            )
+        return sink.getvalue()
+
+    def open(
+        self,
+        name: str,
+        *,
+        keys: KeyProvider | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> DecryptedReader:
+        """A read-only, seekable file over the plaintext of ``name``.
+
+        Each read fetches from the backend only the chunks it touches (one ranged request)
+        and decrypts only those.
+        """
+        located = self._locate(name)
+        header = self._require_encrypted(name, located)
+        provider = self._reader_for(name, header, keys)
+        self._expected(name, header, context)
+        return self._open_located(name, located, provider, header)
+
+    def head(self, name: str, *, keys: KeyProvider | None = None) -> ObjectHead:
+        """What the header says of ``name``, without decrypting its body.
+
+        With ``keys`` the data key is also unwrapped, which proves they are the right keys
+        (for a customer-key object: raises :class:`~sealstore.WrongKeyError` otherwise).
+        """
+        located = self._locate(name)
+        if keys is not None and located.header is not None:
+            self._reader_for(name, located.header, keys).unwrap_data_key(located.header)
+        return _describe(name, located)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectHead]:
+        """Every object under ``prefix``, encrypted or not, in name order."""
+        for info in self.backend.list(prefix):
+            yield _describe(info.name, self._locate(info.name, info))
+
+    # ------------------------------------------------------------------ key management
+
+    def rewrap(
+        self,
+        name: str | None = None,
+        *,
+        prefix: str | None = None,
+        keys: ManagedKeys | KmsKeys | CustomerKeys | None = None,
+        source_keys: KeyProvider | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Re-wrap data keys under the provider's current key, without touching bodies.
+
+        Give ``name`` for one object or ``prefix`` for every encrypted object under it.
+        ``keys`` (default: the store's provider of each object's mode) wraps; ``source_keys``
+        unwraps (default: the same). The mode cannot change (it is bound into the body): use
+        :meth:`copy` to move an object to another mode. Returns the number rewrapped.
+        """
+        if (name is None) == (prefix is None):
+            raise ValueError("give either a name or a prefix")
+        names = (
+            [name] if name is not None else [info.name for info in self.backend.list(prefix or "")]
+        )
+        done = 0
+        for each in names:
+            if self._rewrap_one(each, keys, source_keys):
+                done += 1
+                if progress is not None:
+                    progress(done, each)
+        return done
+
+    def encrypt_existing(self, prefix: str = "", *, progress: Progress | None = None) -> int:
+        """Encrypt, in place, every object under ``prefix`` the store did not encrypt.
+
+        Returns the number of objects encrypted. Each replacement is atomic on the backend.
+        """
+        done = 0
+        for info in list(self.backend.list(prefix)):
+            if self._locate(info.name, info).header is not None:
+                continue
+            with closing(self.backend.get(info.name)) as plaintext:
+                self.put(info.name, plaintext)
+            done += 1
+            if progress is not None:
+                progress(done, info.name)
+        return done
+
+    # ------------------------------------------------------------------ internals
+
+    def _writer(self, keys: KeyProvider | None) -> KeyProvider:
+        provider = keys if keys is not None else self.keys
+        if provider is None:
+            raise ProviderMismatchError(
+                "this store has no default keys: pass keys=ManagedKeys(...), KmsKeys(...) "
+                "or CustomerKeys(...)"
+            )
+        return provider
+
+    def _bind(self, name: str, context: Mapping[str, str] | None) -> dict[str, str]:
+        bound = dict(context or {})
+        reserved = sorted(k for k in bound if isinstance(k, str) and k.startswith("sealstore:"))
+        if reserved:
+            raise InvalidContextError(
+                f"context keys starting with {RESERVED_CONTEXT_PREFIX!r} are reserved for the "
+                f"store: {', '.join(map(repr, reserved))}"
+            )
+        bound[OBJECT_CONTEXT_KEY] = name
+        return bound
+
+    def _expected(
+        self, name: str, header: Header, context: Mapping[str, str] | None
+    ) -> dict[str, str] | None:
+        """The context to insist on: the caller's plus the name, or at least the name."""
+        if context is not None:
+            return self._bind(name, context)
+        if header.context.get(OBJECT_CONTEXT_KEY) != name:
+            raise ContextMismatchError(
+                differing=(OBJECT_CONTEXT_KEY,),
+                advice=f"{name!r} holds ciphertext written for another name: it was moved or "
+                "copied at the backend, which the store refuses",
+            )
+        return None
+
+    def _reader_for(self, name: str, header: Header, keys: KeyProvider | None) -> KeyProvider:
+        if keys is not None:
+            return keys  # the envelope checks its mode and names the provider needed
+        provider = self._readers.get(header.mode)
+        if provider is None:
+            needed = _PROVIDER_NAMES[header.mode]
+            hint = (
+                "customer keys are given on every read: pass keys=CustomerKeys(key)"
+                if header.mode is Mode.CUSTOMER
+                else f"pass keys={needed}(...) or give the store one in readers="
+            )
+            raise ProviderMismatchError(f"object {name!r} needs {needed}: {hint}")
+        return provider
+
+    def _store(self, name: str, header: bytes, body: Readable) -> ObjectHead:
+        encoded = base64.b64encode(header).decode("ascii")
+        if self.backend.keeps_metadata and len(encoded) <= MAX_METADATA_HEADER:
+            info = self.backend.put(name, body, metadata={METADATA_KEY: _DETACHED + encoded})
+            placement: Placement = "detached"
+        else:
+            metadata = {METADATA_KEY: _INLINE} if self.backend.keeps_metadata else None
+            info = self.backend.put(name, _Chain(header, body), metadata=metadata)
+            placement = "inline"
+        stored = header
+        located = _Located(attrs.evolve(info, name=name), parse_header(stored), stored, placement)
+        return _describe(name, located)
+
+    def _locate(self, name: str, listed: ObjectInfo | None = None) -> _Located:
+        if self.backend.keeps_metadata:
+            info = listed if listed is not None and listed.metadata else self.backend.head(name)
+            marker = info.metadata.get(METADATA_KEY)
+            if marker is None:
+                return _Located(info, None, None, None)
+            if marker.startswith(_DETACHED):
+                try:
+                    header_bytes = base64.b64decode(marker[len(_DETACHED) :], validate=True)
+                except (binascii.Error, ValueError):
+                    raise FormatError(
+                        f"object {name!r} has a malformed sealstore header in its metadata"
+                    ) from None
+                return _Located(info, _parse_detached(header_bytes), header_bytes, "detached")
+            if marker != _INLINE:
+                raise FormatError(f"object {name!r} has an unknown sealstore metadata marker")
+        else:
+            info = listed if listed is not None else self.backend.head(name)
+        with closing(self.backend.get(name, end=PREFIX_SIZE)) as stream:
+            prefix = _read_up_to(stream, PREFIX_SIZE)
+        if prefix[:4] != MAGIC or len(prefix) < PREFIX_SIZE:
+            if self.backend.keeps_metadata:  # marked inline, yet no header: damaged
+                raise FormatError(f"object {name!r} is marked encrypted but has no header")
+            return _Located(info, None, None, None)
+        size = header_size(prefix)
+        with closing(self.backend.get(name, end=size)) as stream:
+            header_bytes = _read_up_to(stream, size)
+        return _Located(info, parse_header(header_bytes), header_bytes, "inline")
+
+    def _require_encrypted(self, name: str, located: _Located) -> Header:
+        if located.header is None:
+            raise NotEncryptedError(
+                f"object {name!r} is not encrypted: read it with get() on a store that allows "
+                "plaintext reads, or encrypt it with encrypt_existing()"
+            )
+        return located.header
+
+    def _plaintext_read(self, name: str) -> bytes:
+        if not self.allow_plaintext_reads:
+            self._require_encrypted(name, _Located(ObjectInfo(name, 0), None, None, None))
+        with closing(self.backend.get(name)) as stream:
+            return stream.read()
+
+    def _open_located(
+        self, name: str, located: _Located, provider: KeyProvider, header: Header
+    ) -> DecryptedReader:
+        source = _RangedSource(self.backend, name, located.info.size)
+        source.seek(located.body_start)
+        return open_decrypted(source, provider, header=header.encode())
+
+    def _rewrap_one(
+        self, name: str, keys: KeyProvider | None, source_keys: KeyProvider | None
+    ) -> bool:
+        located = self._locate(name)
+        header = located.header
+        if header is None:
+            return False
+        unwrapping = self._reader_for(name, header, source_keys)
+        wrapping = keys if keys is not None else self._reader_for(name, header, None)
+        if wrapping.mode is not header.mode:
+            raise ProviderMismatchError(
+                f"a rewrap keeps the mode ({_PROVIDER_NAMES[header.mode]} for {name!r}): use "
+                "copy() to move an object to another mode"
+            )
+        data_key = unwrapping.unwrap_data_key(header)
+        key_ref, wrapped = wrapping.wrap_data_key(data_key, header.immutable, header.context)
+        new_header = encode_header(header.mode, header.context_field, key_ref, wrapped)
+        if located.placement == "detached":
+            encoded = base64.b64encode(new_header).decode("ascii")
+            if len(encoded) <= MAX_METADATA_HEADER:
+                self.backend.copy(name, name, metadata={METADATA_KEY: _DETACHED + encoded})
+                return True
+        with closing(self.backend.get(name, start=located.body_start)) as body:
+            metadata = {METADATA_KEY: _INLINE} if self.backend.keeps_metadata else None
+            self.backend.put(name, _Chain(new_header, body), metadata=metadata)
+        return True
+
+    def __repr__(self) -> str:
+        return f"EncryptedStore({self.backend!r}, {self.keys!r})"
+
+
+def _parse_detached(header_bytes: bytes) -> Header:
+    header = parse_header(header_bytes)
+    if header.size != len(header_bytes):
+        raise FormatError("malformed header: a detached header has bytes after its end")
+    return header
+
+
+def _user_context(context: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in context.items() if k != OBJECT_CONTEXT_KEY}
+
+
+def _describe(name: str, located: _Located) -> ObjectHead:
+    info, header = located.info, located.header
+    if header is None:
+        return ObjectHead(
+            name=name,
+            encrypted=False,
+            stored_size=info.size,
+            plaintext_size=info.size,
+            etag=info.etag,
+            version_id=info.version_id,
+        )
+    key_id, key_version = _key_names(header)
+    body = info.size - located.body_start
+    try:
+        size: int | None = _aead.plaintext_size(body)
+    except DecryptionError:  # an impossible size: the body is damaged
+        size = None
+    return ObjectHead(
+        name=name,
+        encrypted=True,
+        stored_size=info.size,
+        plaintext_size=size,
+        mode=header.mode,
+        key_id=key_id,
+        key_version=key_version,
+        context=_user_context(header.context),
+        placement=located.placement,
+        etag=info.etag,
+        version_id=info.version_id,
+    )
+
+
+def _key_names(header: Header) -> tuple[str | None, str | None]:
+    if header.mode is Mode.MANAGED:
+        return None, header.key_ref.decode("ascii", "replace")
+    if header.mode is Mode.KMS:
+        return decode_key_ref(header.key_ref)[1], None
+    return None, None
+
+
+def _readable(data: Buffer | Readable | Iterable[bytes]) -> Readable:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return io.BytesIO(data)
+    if hasattr(data, "read"):
+        return data  # type: ignore[return-value]
+    return _IterableReader(iter(data))  # type: ignore[arg-type]
+
+
+def _read_up_to(stream: Readable, size: int) -> bytes:
+    parts = []
+    while size > 0:
+        part = stream.read(size)
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+class _IterableReader:
+    """A Readable over an iterable of bytes."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts = parts
+        self._pending = b""
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is None or size < 0:
+            rest = self._pending + b"".join(self._parts)
+            self._pending = b""
+            return rest
+        while len(self._pending) < size:
+            part = next(self._parts, None)
+            if part is None:
+                break
+            self._pending += bytes(part)
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+
+class _Chain:
+    """A Readable of fixed leading bytes followed by another Readable."""
+
+    def __init__(self, head: bytes, rest: Readable) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                out, self._head = self._head + self._rest.read(), b""
+                return out
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        return self._rest.read(size)
+
+
+class _RangedSource:
+    """A seekable view of a stored object; each read is one ranged request."""
+
+    def __init__(self, backend: Backend, name: str, size: int) -> None:
+        self._backend = backend
+        self._name = name
+        self._size = size
+        self._position = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
+        if end <= self._position:
+            return b""
+        with closing(self._backend.get(self._name, start=self._position, end=end)) as stream:
+            data = _read_up_to(stream, end - self._position)
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position

@@ -1,0 +1,319 @@
+"""EncryptedStore over every backend, in every mode."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+
+import sealstore
+from sealstore.backends import Backend, ObjectInfo, ReadableStream
+from sealstore.backends.filesystem import FileSystemBackend
+from sealstore.backends.fsspec import FsspecBackend
+from sealstore.backends.memory import MemoryBackend
+from sealstore.store import METADATA_KEY, OBJECT_CONTEXT_KEY
+from tests.kms_fakes import MemoryKms
+
+CHUNK = 16384
+BackendFactory = Callable[[], Backend]
+
+
+@pytest.fixture(params=["memory", "filesystem", "fsspec-memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each backend that needs no server."""
+    if request.param == "memory":
+        yield MemoryBackend()
+    elif request.param == "filesystem":
+        yield FileSystemBackend(tmp_path / "store")
+    else:
+        fs = fsspec.filesystem("memory", skip_instance_cache=True)
+        yield FsspecBackend(fs, f"/sealstore-test-{os.urandom(4).hex()}")
+
+
+@pytest.fixture
+def managed() -> sealstore.ManagedKeys:
+    """Managed keys on an in-memory keyring."""
+    return sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
+
+
+@pytest.fixture
+def kms_keys() -> sealstore.KmsKeys:
+    """KMS keys over an in-memory KMS."""
+    kms = MemoryKms()
+    kms.create_key("k1")
+    kms.create_key("k2")
+    return sealstore.KmsKeys(kms, key_id="k1")
+
+
+@pytest.fixture
+def customer() -> sealstore.CustomerKeys:
+    """A random customer key."""
+    return sealstore.CustomerKeys(os.urandom(32))
+
+
+@pytest.fixture
+def store(
+    backend: Backend, managed: sealstore.ManagedKeys, kms_keys: sealstore.KmsKeys
+) -> sealstore.EncryptedStore:
+    """A store writing managed-mode objects by default, able to read KMS-mode ones."""
+    return sealstore.EncryptedStore(backend, managed, readers=[kms_keys])
+
+
+def _modes(
+    managed: sealstore.ManagedKeys, kms_keys: sealstore.KmsKeys, customer: sealstore.CustomerKeys
+) -> dict[str, sealstore.KeyProvider]:
+    return {"managed": managed, "kms": kms_keys, "customer": customer}
+
+
+@pytest.mark.parametrize("mode", ["managed", "kms", "customer"])
+@pytest.mark.parametrize("size", [0, 1, CHUNK, 3 * CHUNK + 7, 2_200_000])
+def test_put_get_open_head_list_delete(
+    store: sealstore.EncryptedStore,
+    managed: sealstore.ManagedKeys,
+    kms_keys: sealstore.KmsKeys,
+    customer: sealstore.CustomerKeys,
+    mode: str,
+    size: int,
+) -> None:
+    """Every operation works in every mode; customer objects need the key on each read."""
+    keys = _modes(managed, kms_keys, customer)[mode]
+    read_keys = keys if mode == "customer" else None
+    plaintext = os.urandom(size)
+    head = store.put("dir/obj", plaintext, keys=keys, context={"tenant": "acme"})
+    assert head.plaintext_size == size
+    assert head.mode is keys.mode
+    assert head.context == {"tenant": "acme"}
+    assert store.get("dir/obj", keys=read_keys) == plaintext
+    assert store.get("dir/obj", keys=read_keys, context={"tenant": "acme"}) == plaintext
+    with store.open("dir/obj", keys=read_keys) as reader:
+        assert reader.read() == plaintext
+    described = store.head("dir/obj", keys=read_keys)
+    assert described.encrypted
+    assert described.plaintext_size == size
+    listed = list(store.list("dir/"))
+    assert [entry.name for entry in listed] == ["dir/obj"]
+    assert listed[0].mode is keys.mode
+    store.delete("dir/obj")
+    assert list(store.list()) == []
+    with pytest.raises(sealstore.ObjectNotFoundError):
+        store.get("dir/obj", keys=read_keys)
+
+
+def test_customer_objects_need_the_key_and_the_right_one(
+    store: sealstore.EncryptedStore, customer: sealstore.CustomerKeys
+) -> None:
+    """Reading a customer-key object without its key names the provider; a wrong key fails."""
+    store.put("c", b"secret", keys=customer)
+    with pytest.raises(sealstore.ProviderMismatchError, match="CustomerKeys"):
+        store.get("c")
+    wrong = sealstore.CustomerKeys(os.urandom(32))
+    with pytest.raises(sealstore.WrongKeyError):
+        store.get("c", keys=wrong)
+    with pytest.raises(sealstore.WrongKeyError):
+        store.head("c", keys=wrong)
+    assert store.head("c", keys=customer).plaintext_size == 6
+
+
+def test_reads_dispatch_on_the_mode_and_name_a_missing_provider(
+    backend: Backend, managed: sealstore.ManagedKeys, kms_keys: sealstore.KmsKeys
+) -> None:
+    """A store reads any mode it has a provider for, and names the one it lacks."""
+    writer = sealstore.EncryptedStore(backend, kms_keys)
+    writer.put("k", b"kms object")
+    assert sealstore.EncryptedStore(backend, managed, readers=[kms_keys]).get("k") == b"kms object"
+    with pytest.raises(sealstore.ProviderMismatchError, match="KmsKeys"):
+        sealstore.EncryptedStore(backend, managed).get("k")
+
+
+@pytest.mark.parametrize(
+    ("start", "length"),
+    [(0, 10), (CHUNK - 5, 10), (CHUNK, 1), (2 * CHUNK - 1, CHUNK + 2), (5 * CHUNK - 3, 100)],
+)
+def test_ranged_reads_across_chunks_and_at_the_end(
+    store: sealstore.EncryptedStore, start: int, length: int
+) -> None:
+    """Seek-and-read through open() equals the slice, across chunk boundaries and at the end."""
+    plaintext = os.urandom(5 * CHUNK)
+    store.put("r", plaintext)
+    with store.open("r") as reader:
+        reader.seek(start)
+        assert reader.read(length) == plaintext[start : start + length]
+        reader.seek(-3, io.SEEK_END)
+        assert reader.read() == plaintext[-3:]
+
+
+def test_ranged_read_fetches_only_what_it_needs(
+    managed: sealstore.ManagedKeys, tmp_path: Path
+) -> None:
+    """A 4 KiB read of a large object fetches at most two chunks (plus the header)."""
+    fetched: list[int] = []
+    inner = MemoryBackend()
+
+    class CountingBackend:
+        keeps_metadata = inner.keeps_metadata
+        put = staticmethod(inner.put)
+        head = staticmethod(inner.head)
+        delete = staticmethod(inner.delete)
+        copy = staticmethod(inner.copy)
+
+        def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
+            data = inner.get(name, start=start, end=end).read()
+            fetched.append(len(data))
+            return io.BytesIO(data)
+
+        def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+            return inner.list(prefix)
+
+    store = sealstore.EncryptedStore(CountingBackend(), managed)
+    store.put("big", os.urandom(64 * CHUNK))
+    fetched.clear()
+    with store.open("big") as reader:
+        reader.seek(10 * CHUNK + 100)
+        assert len(reader.read(4096)) == 4096
+    assert sum(fetched) <= 2 * (CHUNK + 16) + 56
+
+
+def test_object_moved_at_the_backend_fails(
+    store: sealstore.EncryptedStore, backend: Backend
+) -> None:
+    """Ciphertext copied or renamed to another name at the backend does not decrypt there."""
+    store.put("original", b"payload")
+    backend.copy("original", "moved")
+    with pytest.raises(sealstore.ContextMismatchError, match="moved or copied"):
+        store.get("moved")
+    with pytest.raises(sealstore.ContextMismatchError):
+        store.open("moved")
+
+
+@pytest.mark.parametrize("source_mode", ["managed", "kms", "customer"])
+@pytest.mark.parametrize("target_mode", ["managed", "kms", "customer"])
+def test_copy_re_keys_between_every_pair_of_modes(
+    store: sealstore.EncryptedStore,
+    managed: sealstore.ManagedKeys,
+    kms_keys: sealstore.KmsKeys,
+    customer: sealstore.CustomerKeys,
+    source_mode: str,
+    target_mode: str,
+) -> None:
+    """copy() moves an object to any mode and rebinds its name."""
+    modes = _modes(managed, kms_keys, customer)
+    source, target = modes[source_mode], modes[target_mode]
+    plaintext = os.urandom(40_000)
+    store.put("src", plaintext, keys=source, context={"a": "b"})
+    head = store.copy("src", "dst", keys=target, source_keys=source)
+    assert head.mode is target.mode
+    assert head.context == {"a": "b"}
+    assert store.get("dst", keys=target, context={"a": "b"}) == plaintext
+    assert store.get("src", keys=source) == plaintext
+
+
+def test_rewrap_after_rotation_keeps_the_body(
+    store: sealstore.EncryptedStore, backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """After a rotation, rewrap moves objects to the new version; body bytes are unchanged."""
+    plaintext = os.urandom(50_000)
+    for name in ("p/a", "p/b", "q/c"):
+        store.put(name, plaintext)
+    old_version = store.head("p/a").key_version
+    bodies = {name: _body(store, backend, name) for name in ("p/a", "p/b")}
+    new_version = managed.rotate().id
+    seen: list[tuple[int, str]] = []
+    assert store.rewrap(prefix="p/", progress=lambda done, name: seen.append((done, name))) == 2
+    assert seen == [(1, "p/a"), (2, "p/b")]
+    for name in ("p/a", "p/b"):
+        assert store.head(name).key_version == new_version
+        assert _body(store, backend, name) == bodies[name]
+        assert store.get(name) == plaintext
+    assert store.head("q/c").key_version == old_version
+    managed.retire(old_version or "")
+    with pytest.raises(sealstore.KeyRetiredError):
+        store.get("q/c")
+    assert store.get("p/a") == plaintext
+
+
+def test_rewrap_of_customer_objects_changes_the_customer_key(
+    store: sealstore.EncryptedStore, customer: sealstore.CustomerKeys
+) -> None:
+    """Rewrapping with source_keys and new customer keys re-keys without re-encrypting."""
+    store.put("c", b"payload", keys=customer)
+    new = sealstore.CustomerKeys(os.urandom(32))
+    assert store.rewrap("c", keys=new, source_keys=customer) == 1
+    assert store.get("c", keys=new) == b"payload"
+    with pytest.raises(sealstore.WrongKeyError):
+        store.get("c", keys=customer)
+
+
+def test_rewrap_cannot_change_the_mode(
+    store: sealstore.EncryptedStore, kms_keys: sealstore.KmsKeys
+) -> None:
+    """A rewrap keeps the mode: asking for another is refused, pointing to copy()."""
+    store.put("m", b"x")
+    with pytest.raises(sealstore.ProviderMismatchError, match="copy"):
+        store.rewrap("m", keys=kms_keys)
+
+
+def test_plaintext_objects_are_refused_then_migrated(
+    backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """Objects written before encryption are refused, unless allowed, until migrated."""
+    backend.put("old/1", b"legacy one")
+    backend.put("old/2", b"legacy two")
+    store = sealstore.EncryptedStore(backend, managed)
+    with pytest.raises(sealstore.NotEncryptedError):
+        store.get("old/1")
+    with pytest.raises(sealstore.NotEncryptedError):
+        store.open("old/1")
+    lenient = sealstore.EncryptedStore(backend, managed, allow_plaintext_reads=True)
+    assert lenient.get("old/1") == b"legacy one"
+    assert [entry.encrypted for entry in store.list("old/")] == [False, False]
+    progress: list[str] = []
+    assert store.encrypt_existing("old/", progress=lambda done, name: progress.append(name)) == 2
+    assert progress == ["old/1", "old/2"]
+    assert store.get("old/2") == b"legacy two"
+    assert all(entry.encrypted for entry in store.list("old/"))
+    assert store.encrypt_existing("old/") == 0
+
+
+def test_reserved_context_keys_are_refused(store: sealstore.EncryptedStore) -> None:
+    """Callers cannot set the store's own context keys."""
+    with pytest.raises(sealstore.InvalidContextError):
+        store.put("x", b"x", context={OBJECT_CONTEXT_KEY: "other"})
+
+
+def test_put_accepts_files_and_iterables(store: sealstore.EncryptedStore) -> None:
+    """put takes a binary file object or an iterable of bytes as well as bytes."""
+    store.put("f", io.BytesIO(b"from a file"))
+    store.put("i", iter([b"from ", b"an ", b"iterable"]))
+    assert store.get("f") == b"from a file"
+    assert store.get("i") == b"from an iterable"
+
+
+def test_customer_keys_are_never_a_store_default(backend: Backend) -> None:
+    """A store refuses customer keys as its default: they are given per request."""
+    customer = sealstore.CustomerKeys(os.urandom(32))
+    with pytest.raises(sealstore.InvalidKeyError):
+        sealstore.EncryptedStore(backend, customer)  # type: ignore[arg-type]
+
+
+def test_header_placement_follows_the_backend(store: sealstore.EncryptedStore) -> None:
+    """Backends with metadata keep the header there; others keep it in front of the body."""
+    head = store.put("h", b"x")
+    expected = "detached" if store.backend.keeps_metadata else "inline"
+    assert head.placement == expected
+    if store.backend.keeps_metadata:
+        assert store.backend.head("h").metadata[METADATA_KEY].startswith("detached:")
+        assert store.backend.head("h").size == head.stored_size
+
+
+def _body(store: sealstore.EncryptedStore, backend: Backend, name: str) -> bytes:
+    head = store.head(name)
+    stream = backend.get(name)
+    try:
+        data = stream.read()
+    finally:
+        stream.close()
+    return data[len(data) - sealstore._aead.body_size(head.plaintext_size or 0) :]
