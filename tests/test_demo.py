@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+from pathlib import Path
 
-import pytest
+import sealstore
+from sealstore.__main__ import demo
 
-from sealstore.__main__ import main
 
-
-def test_demo_runs_and_reports_every_refusal(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo round-trips, reads a range, and shows each kind of refusal by name."""
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "decrypted all 240,000 bytes: identical" in out
-    assert "b'line 015000\\n'" in out
-    assert "1 of 15 chunks decrypted" in out
-    for error in ("WrongKeyError", "ContextMismatchError", "DecryptionError"):
-        assert error in out
+def test_demo_uses_every_mode_rotates_rewraps_and_audits(tmp_path: Path) -> None:
+    """The tour writes all three modes, reads a range, rewraps, refuses, and keeps a valid log."""
+    out = io.StringIO()
+    demo(out, tmp_path)
+    text = out.getvalue()
+    for mode in ("managed", "kms", "customer"):
+        assert f" {mode} " in text
+    assert "b'line 015000\\n'" in text
+    assert "chunks decrypted: 1 of 15" in text
+    assert "rewrapped 1 object(s)" in text
+    for error in ("ProviderMismatchError", "WrongKeyError", "ContextMismatchError"):
+        assert error in text
+    assert "hash chain intact" in text
+    assert sealstore.JsonlAuditLog(tmp_path / "audit.jsonl").verify().ok
+    assert sealstore.JsonlAuditLog(tmp_path / "kms" / "audit.jsonl").verify().ok
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "objects").rglob("*") if p.is_file())
+    for plaintext in (b"19.99", b"dear diary", b"line 000001"):
+        assert plaintext not in stored
 
 
 def test_module_entry_point_runs_as_a_program() -> None:

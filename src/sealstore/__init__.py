@@ -41,6 +41,7 @@ from sealstore.errors import (
     FormatError,
     InvalidContextError,
     InvalidKeyError,
+    InvalidKmsRequestError,
     InvalidNameError,
     KeyDisabledError,
     KeyNotFoundError,
@@ -67,6 +68,7 @@ from sealstore.keys.managed import (
     VersionState,
 )
 from sealstore.keys.root import RootKey
+from sealstore.kms import AwsKms, KeyPolicy, LocalKms
 from sealstore.reader import DecryptedReader
 from sealstore.store import EncryptedStore, ObjectHead
 
@@ -80,6 +82,7 @@ __all__ = [
     "AuditEvent",
     "AuditLogError",
     "AuditSink",
+    "AwsKms",
     "BackendError",
     "ContextMismatchError",
     "CustomerKeys",
@@ -91,11 +94,13 @@ __all__ = [
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
+    "InvalidKmsRequestError",
     "InvalidNameError",
     "JsonlAuditLog",
     "KeyDisabledError",
     "KeyNotFoundError",
     "KeyPendingDeletionError",
+    "KeyPolicy",
     "KeyProvider",
     "KeyRetiredError",
     "KeyStateError",
@@ -104,6 +109,7 @@ __all__ = [
     "KeystoreError",
     "KmsError",
     "KmsKeys",
+    "LocalKms",
     "LoggingAuditSink",
     "ManagedKeys",
     "MemoryAuditSink",

@@ -98,6 +98,7 @@ class Operation(str, enum.Enum):
     DELETE_KEY = "delete-key"
     PUT_POLICY = "put-policy"
     CREATE_ALIAS = "create-alias"
+    DELETE_ALIAS = "delete-alias"
     DESCRIBE_KEY = "describe-key"
     WRONG_CUSTOMER_KEY = "wrong-customer-key"
     """A customer key was offered that does not match the object's fingerprint."""

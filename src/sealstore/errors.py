@@ -19,6 +19,7 @@ Every exception derives from :class:`SealstoreError`::
     ├── RootKeyError            the root key cannot open the sealed keyring or KMS store
     ├── KeystoreError           a keyring or KMS store cannot be read or written
     ├── KmsError                any other failure reported by a key management service
+    │   └── InvalidKmsRequestError  a malformed request to the KMS (also a ValueError)
     ├── ObjectNotFoundError     no object of that name in the storage (also a KeyError)
     ├── InvalidNameError        an object name the storage refuses (also a ValueError)
     ├── NotEncryptedError       a stored object was not encrypted by sealstore
@@ -40,6 +41,7 @@ __all__ = [
     "FormatError",
     "InvalidContextError",
     "InvalidKeyError",
+    "InvalidKmsRequestError",
     "InvalidNameError",
     "KeyDisabledError",
     "KeyNotFoundError",
@@ -171,6 +173,11 @@ class KeystoreError(SealstoreError):
 
 class KmsError(SealstoreError):
     """A key management service failed in a way no more specific error describes."""
+
+
+class InvalidKmsRequestError(KmsError, ValueError):
+    """A request to the KMS is malformed: a bad principal, alias, key policy, description or
+    waiting period. The message says which argument and what is allowed."""
 
 
 class ObjectNotFoundError(SealstoreError, KeyError):

@@ -22,6 +22,10 @@ from typing_extensions import assert_type
 import sealstore
 
 PUBLIC_NAMES = {
+    "InvalidKmsRequestError",
+    "AwsKms",
+    "KeyPolicy",
+    "LocalKms",
     "NotEncryptedError",
     "EncryptedStore",
     "ObjectHead",

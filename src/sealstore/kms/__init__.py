@@ -11,7 +11,7 @@ from typing import Protocol
 
 import attrs
 
-__all__ = ["AwsKms", "DataKey", "KmsClient"]
+__all__ = ["AwsKms", "DataKey", "KeyPolicy", "KmsClient", "LocalKms"]
 
 
 @attrs.frozen
@@ -71,3 +71,5 @@ class KmsClient(Protocol):
 
 # Imported last: aws.py imports DataKey from this module. It imports no boto3.
 from sealstore.kms.aws import AwsKms  # noqa: E402
+from sealstore.kms.local import LocalKms  # noqa: E402
+from sealstore.kms.policy import KeyPolicy  # noqa: E402

@@ -1,0 +1,970 @@
+"""LocalKms: keys, aliases, policies, states, rotation, deletion, blobs and the audit trail."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import sealstore
+from sealstore import _aead
+from sealstore.audit import AuditEvent, JsonlAuditLog, Operation, Outcome
+from sealstore.header import encode_context
+from sealstore.keys.root import RootKey
+from sealstore.keys.sealed import SealedFile
+from sealstore.kms import KmsClient, local
+from sealstore.kms.local import (
+    DEFAULT_ALIAS,
+    MAX_BLOB_SIZE,
+    KeyEntry,
+    KeyState,
+    LocalKms,
+)
+from sealstore.kms.policy import KeyOperation, KeyPolicy
+
+START = datetime(2030, 1, 1, tzinfo=timezone.utc)
+CONTEXT = {"bucket": "orders", "object": "invoice-7"}
+SECRET_VALUES = ("orders", "invoice-7")
+DOCUMENT_PURPOSE = b"sealstore/local-kms/v1"
+ADMIN = "admin"
+USER = "user"
+STRANGER = "mallory"
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class ListSink:
+    """An audit sink keeping every event in a list."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self._lock = threading.Lock()
+
+    def record(self, event: AuditEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, operation: Operation) -> list[AuditEvent]:
+        return [event for event in self.events if event.operation is operation]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock starting at 2030-01-01 UTC."""
+    return FakeClock()
+
+
+@pytest.fixture
+def sink() -> ListSink:
+    """An in-memory audit sink."""
+    return ListSink()
+
+
+@pytest.fixture
+def root_key() -> RootKey:
+    """A random root key."""
+    return RootKey.from_bytes(os.urandom(32))
+
+
+@pytest.fixture
+def kms(tmp_path: Path, root_key: RootKey, clock: FakeClock, sink: ListSink) -> LocalKms:
+    """A LocalKms in a fresh directory, with a fake clock and an in-memory audit sink."""
+    return LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink)
+
+
+def read_document(path: Path, root_key: RootKey) -> bytes:
+    """The key store's sealed JSON document (see docs/local-kms.md)."""
+    document = SealedFile(path / "keys.sealed", root_key, DOCUMENT_PURPOSE).read()
+    assert document is not None
+    return document
+
+
+def write_document(path: Path, root_key: RootKey, content: bytes) -> None:
+    """Seal ``content`` as the key store document in ``path``."""
+
+    def replace(_old: bytes | None) -> bytes:
+        return content
+
+    SealedFile(path / "keys.sealed", root_key, DOCUMENT_PURPOSE).update(replace)
+
+
+def blob_version(blob: bytes) -> int:
+    """The material version a blob names (see docs/local-kms.md)."""
+    split = 2 + blob[1]
+    return int.from_bytes(blob[split : split + 4], "big")
+
+
+# Round trips and the blob format.
+
+
+def test_generate_then_decrypt_round_trips(kms: LocalKms) -> None:
+    """A data key's blob decrypts to the same 32-byte key under the same key and context."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    assert data_key.key_id == key_id
+    assert len(data_key.plaintext) == 32
+    assert kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN) == data_key.plaintext
+    second = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    assert second.plaintext != data_key.plaintext
+
+
+def test_local_kms_is_a_kms_client(kms: LocalKms) -> None:
+    """LocalKms satisfies the KmsClient protocol sealstore's KMS provider uses."""
+    client: KmsClient = kms
+    key_id = client.default_key_id(principal=USER)
+    data_key = client.generate_data_key(key_id, {}, principal=USER)
+    assert client.decrypt(key_id, data_key.blob, {}, principal=USER) == data_key.plaintext
+
+
+def test_blob_layout_is_the_documented_one(kms: LocalKms, root_key: RootKey) -> None:
+    """The blob is version, key id, material version and a KeyWrapper wrap with the documented
+    associated data, which unwraps with the material read from the sealed document."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    blob = data_key.blob
+    assert blob[0] == 1
+    assert blob[1] == len(key_id) == 36
+    assert blob[2:38] == key_id.encode("ascii")
+    assert blob[38:42] == (1).to_bytes(4, "big")
+    assert len(blob) == 42 + 60
+    document = read_document(kms.path, root_key)
+    material = base64.b64decode(json.loads(document)["keys"][key_id]["materials"][0]["key"])
+    associated = b"sealstore/local-kms/blob/v1\x00" + blob[:42] + encode_context(CONTEXT)
+    assert _aead.KeyWrapper(material).unwrap(blob[42:], associated) == data_key.plaintext
+
+
+def test_repr_shows_no_secrets(kms: LocalKms) -> None:
+    """Neither the service, a data key nor key metadata show key material in their repr."""
+    meta = kms.create_key(principal=ADMIN, description="orders")
+    data_key = kms.generate_data_key(meta.key_id, CONTEXT, principal=ADMIN)
+    text = (
+        repr(kms)
+        + repr(data_key)
+        + repr(meta)
+        + repr(kms.describe_key(meta.key_id, principal=ADMIN))
+    )
+    assert repr(kms) == f"LocalKms({str(kms.path)!r})"
+    for secret in (data_key.plaintext, data_key.blob):
+        assert secret.hex() not in text
+        assert repr(secret) not in text
+        assert base64.b64encode(secret).decode() not in text
+
+
+# Aliases.
+
+
+def test_alias_resolves_wherever_a_key_id_is_accepted(kms: LocalKms) -> None:
+    """An alias works for generate, decrypt, reencrypt and describe; results carry the real id."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    kms.create_alias("alias/orders", key_id, principal=ADMIN)
+    data_key = kms.generate_data_key("alias/orders", CONTEXT, principal=ADMIN)
+    assert data_key.key_id == key_id
+    assert data_key.blob[2:38] == key_id.encode()
+    assert kms.decrypt("alias/orders", data_key.blob, CONTEXT, principal=ADMIN) == (
+        data_key.plaintext
+    )
+    assert kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN) == data_key.plaintext
+    new_id, _ = kms.reencrypt(
+        "alias/orders", data_key.blob, CONTEXT, "alias/orders", principal=ADMIN
+    )
+    assert new_id == key_id
+    meta = kms.describe_key("alias/orders", principal=ADMIN)
+    assert meta.key_id == key_id
+    assert meta.aliases == ("alias/orders",)
+    assert KeyEntry(key_id, ("alias/orders",)) in kms.list_keys()
+
+
+def test_aliases_are_unique_and_deletable(kms: LocalKms) -> None:
+    """A taken alias is refused; once deleted it no longer resolves and can be reused."""
+    first = kms.create_key(principal=ADMIN).key_id
+    second = kms.create_key(principal=ADMIN).key_id
+    kms.create_alias("alias/app", first, principal=ADMIN)
+    with pytest.raises(sealstore.KmsError, match="already exists"):
+        kms.create_alias("alias/app", second, principal=ADMIN)
+    kms.delete_alias("alias/app", principal=ADMIN)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.generate_data_key("alias/app", {}, principal=ADMIN)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.delete_alias("alias/app", principal=ADMIN)
+    kms.create_alias("alias/app", second, principal=ADMIN)
+    assert kms.generate_data_key("alias/app", {}, principal=ADMIN).key_id == second
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        "orders",
+        "alias/",
+        "alias/has space",
+        "alias/" + "x" * 251,
+        "alias/sealstore/mine",
+        DEFAULT_ALIAS,
+    ],
+)
+def test_malformed_or_reserved_aliases_are_refused(kms: LocalKms, alias: str) -> None:
+    """Aliases must be alias/ plus allowed characters, outside the reserved alias/sealstore/."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.KmsError) as caught:
+        kms.create_alias(alias, key_id, principal=ADMIN)
+    assert isinstance(caught.value, ValueError)
+
+
+# The policy matrix: principal x operation x key state.
+
+
+class Cell:
+    """One key set up in a given state, with everything an operation on it needs."""
+
+    def __init__(self, kms: LocalKms, operation: KeyOperation, grantee: str) -> None:
+        self.kms = kms
+        policy = KeyPolicy.owner(ADMIN).grant(operation, grantee)
+        self.key_id = kms.create_key(principal=ADMIN, policy=policy).key_id
+        self.blob = kms.generate_data_key(self.key_id, CONTEXT, principal=ADMIN).blob
+        self.alias = "alias/cell"
+        kms.create_alias(self.alias, self.key_id, principal=ADMIN)
+        # The other end of a re-encryption: a key every principal may re-encrypt from and to.
+        other_policy = (
+            KeyPolicy.owner(ADMIN)
+            .grant(KeyOperation.REENCRYPT_FROM, "*")
+            .grant(KeyOperation.REENCRYPT_TO, "*")
+        )
+        self.other_id = kms.create_key(principal=ADMIN, policy=other_policy).key_id
+        self.other_blob = kms.generate_data_key(self.other_id, CONTEXT, principal=ADMIN).blob
+
+    def set_state(self, state: str) -> None:
+        if state == "disabled":
+            self.kms.disable_key(self.key_id, principal=ADMIN)
+        elif state == "pending-deletion":
+            self.kms.schedule_key_deletion(self.key_id, principal=ADMIN)
+        elif state == "unknown":
+            self.key_id = str(uuid.uuid4())
+            self.alias = "alias/unknown"
+
+
+CALLS: dict[KeyOperation, Callable[[Cell, str], object]] = {
+    KeyOperation.GENERATE: lambda cell, who: cell.kms.generate_data_key(
+        cell.key_id, CONTEXT, principal=who
+    ),
+    KeyOperation.DECRYPT: lambda cell, who: cell.kms.decrypt(
+        cell.key_id, cell.blob, CONTEXT, principal=who
+    ),
+    KeyOperation.REENCRYPT_FROM: lambda cell, who: cell.kms.reencrypt(
+        cell.key_id, cell.blob, CONTEXT, cell.other_id, principal=who
+    ),
+    KeyOperation.REENCRYPT_TO: lambda cell, who: cell.kms.reencrypt(
+        cell.other_id, cell.other_blob, CONTEXT, cell.key_id, principal=who
+    ),
+    KeyOperation.DESCRIBE: lambda cell, who: cell.kms.describe_key(cell.key_id, principal=who),
+    KeyOperation.ENABLE: lambda cell, who: cell.kms.enable_key(cell.key_id, principal=who),
+    KeyOperation.DISABLE: lambda cell, who: cell.kms.disable_key(cell.key_id, principal=who),
+    KeyOperation.SCHEDULE_DELETION: lambda cell, who: cell.kms.schedule_key_deletion(
+        cell.key_id, principal=who
+    ),
+    KeyOperation.CANCEL_DELETION: lambda cell, who: cell.kms.cancel_key_deletion(
+        cell.key_id, principal=who
+    ),
+    KeyOperation.ROTATE: lambda cell, who: cell.kms.rotate_key(cell.key_id, principal=who),
+    KeyOperation.PUT_POLICY: lambda cell, who: cell.kms.put_key_policy(
+        cell.key_id, KeyPolicy.owner(ADMIN), principal=who
+    ),
+    KeyOperation.CREATE_ALIAS: lambda cell, who: cell.kms.create_alias(
+        "alias/new", cell.key_id, principal=who
+    ),
+    KeyOperation.DELETE_ALIAS: lambda cell, who: cell.kms.delete_alias(cell.alias, principal=who),
+}
+
+
+Expectations = dict[str, type[Exception] | None]
+_USE_ONLY_WHEN_ENABLED: Expectations = {
+    "enabled": None,
+    "disabled": sealstore.KeyDisabledError,
+    "pending-deletion": sealstore.KeyPendingDeletionError,
+}
+_CHANGE_UNLESS_PENDING: Expectations = {
+    "enabled": None,
+    "disabled": None,
+    "pending-deletion": sealstore.KeyPendingDeletionError,
+}
+_ANY_STATE: Expectations = {"enabled": None, "disabled": None, "pending-deletion": None}
+ALLOWED: dict[KeyOperation, Expectations] = {
+    KeyOperation.GENERATE: _USE_ONLY_WHEN_ENABLED,
+    KeyOperation.DECRYPT: _USE_ONLY_WHEN_ENABLED,
+    KeyOperation.REENCRYPT_FROM: _USE_ONLY_WHEN_ENABLED,
+    KeyOperation.REENCRYPT_TO: _USE_ONLY_WHEN_ENABLED,
+    KeyOperation.ROTATE: _USE_ONLY_WHEN_ENABLED,
+    KeyOperation.DESCRIBE: _ANY_STATE,
+    KeyOperation.ENABLE: _CHANGE_UNLESS_PENDING,
+    KeyOperation.DISABLE: _CHANGE_UNLESS_PENDING,
+    KeyOperation.SCHEDULE_DELETION: _CHANGE_UNLESS_PENDING,
+    KeyOperation.PUT_POLICY: _CHANGE_UNLESS_PENDING,
+    KeyOperation.CREATE_ALIAS: _CHANGE_UNLESS_PENDING,
+    KeyOperation.DELETE_ALIAS: _ANY_STATE,
+    KeyOperation.CANCEL_DELETION: {
+        "enabled": sealstore.KeyStateError,
+        "disabled": sealstore.KeyStateError,
+        "pending-deletion": None,
+    },
+}
+STATES = ["enabled", "disabled", "pending-deletion", "unknown"]
+# The caller: granted the operation by name, granted it through "*", or not granted it.
+PRINCIPALS = ["named", "wildcard", "denied"]
+
+
+def _expected(operation: KeyOperation, who: str, state: str) -> type[Exception] | None:
+    if state == "unknown":
+        return sealstore.KeyNotFoundError
+    if who == "denied":
+        return sealstore.AccessDeniedError
+    return ALLOWED[operation][state]
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("who", PRINCIPALS)
+@pytest.mark.parametrize("operation", list(KeyOperation))
+def test_policy_matrix(kms: LocalKms, operation: KeyOperation, who: str, state: str) -> None:
+    """Existence, then policy, then state decide each call, with the exact error type."""
+    cell = Cell(kms, operation, "*" if who == "wildcard" else USER)
+    cell.set_state(state)
+    expected = _expected(operation, who, state)
+    caller = USER if who == "named" else STRANGER
+    if expected is None:
+        CALLS[operation](cell, caller)
+    else:
+        with pytest.raises(expected) as caught:
+            CALLS[operation](cell, caller)
+        assert type(caught.value) is expected
+
+
+def test_policy_matrix_covers_every_operation() -> None:
+    """The expectations table names every key operation, so the matrix misses none."""
+    assert set(ALLOWED) == set(CALLS) == set(KeyOperation)
+
+
+def test_put_key_policy_changes_who_may_do_what(kms: LocalKms) -> None:
+    """A new policy takes effect at once: the user it names may generate, others may not."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.generate_data_key(key_id, CONTEXT, principal=USER)
+    policy = KeyPolicy.build(administrators=[ADMIN], users=[USER])
+    kms.put_key_policy(key_id, policy, principal=ADMIN)
+    assert kms.generate_data_key(key_id, CONTEXT, principal=USER).key_id == key_id
+    assert kms.describe_key(key_id, principal=USER).policy == policy
+    # Separation of duties: the administrator no longer decrypts.
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+
+
+def test_a_policy_nobody_could_change_is_refused(kms: LocalKms) -> None:
+    """create_key and put_key_policy refuse a policy granting put-policy to no one."""
+    locked = KeyPolicy.build(users=[USER])
+    with pytest.raises(sealstore.KmsError, match="put-policy") as caught:
+        kms.create_key(principal=ADMIN, policy=locked)
+    assert isinstance(caught.value, ValueError)
+    key_id = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.KmsError, match="put-policy"):
+        kms.put_key_policy(key_id, locked, principal=ADMIN)
+    assert kms.describe_key(key_id, principal=ADMIN).policy == KeyPolicy.owner(ADMIN)
+
+
+def test_the_access_denied_message_names_principal_operation_and_key(kms: LocalKms) -> None:
+    """AccessDeniedError says who was refused what on which key."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.AccessDeniedError) as caught:
+        kms.rotate_key(key_id, principal=STRANGER)
+    message = str(caught.value)
+    assert STRANGER in message
+    assert "rotate" in message
+    assert key_id in message
+
+
+def test_a_denied_principal_does_not_learn_the_key_state(kms: LocalKms) -> None:
+    """A disabled or pending key still answers AccessDeniedError to a principal without rights."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    kms.disable_key(key_id, principal=ADMIN)
+    with pytest.raises(sealstore.AccessDeniedError) as caught:
+        kms.decrypt(key_id, b"\x01", CONTEXT, principal=STRANGER)
+    assert "disabled" not in str(caught.value)
+
+
+def test_key_policy_model() -> None:
+    """KeyPolicy grants by name and by wildcard, revokes, and rejects malformed policies."""
+    policy = KeyPolicy({"decrypt": ["auditor"], KeyOperation.DESCRIBE: ["*"]})
+    assert policy.allows("auditor", KeyOperation.DECRYPT)
+    assert not policy.allows("other", KeyOperation.DECRYPT)
+    assert policy.allows("other", "describe")
+    assert policy.grant("decrypt", "other").principals("decrypt") == {"auditor", "other"}
+    assert not policy.revoke(KeyOperation.DECRYPT, "auditor").allows("auditor", "decrypt")
+    assert KeyPolicy(policy.as_dict()) == policy
+    assert "auditor" in repr(policy)
+    bad: list[Callable[[], object]] = [
+        lambda: KeyPolicy({"fly": ["a"]}),
+        lambda: KeyPolicy({"decrypt": "auditor"}),
+        lambda: KeyPolicy({"decrypt": [""]}),
+        lambda: KeyPolicy({"decrypt": [f"p{i}" for i in range(101)]}),
+        lambda: policy.allows("a", "fly"),
+    ]
+    for make in bad:
+        with pytest.raises(sealstore.KmsError) as caught:
+            make()
+        assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("principal", ["", "*", "x" * 257, "line\nbreak", None])
+def test_invalid_principals_are_refused_and_audited(
+    kms: LocalKms, sink: ListSink, principal: object
+) -> None:
+    """A missing, wildcard or oversized principal is refused, and the refusal is recorded."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.KmsError) as caught:
+        kms.generate_data_key(key_id, CONTEXT, principal=principal)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ValueError)
+    event = sink.events[-1]
+    assert event.operation is Operation.GENERATE
+    assert event.outcome is Outcome.FAILURE
+
+
+# Encryption context and foreign blobs.
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {},
+        {"bucket": "orders"},
+        {"bucket": "orders", "object": "invoice-8"},
+        {"bucket": "orders", "object": "invoice-7", "extra": ""},
+        {"Bucket": "orders", "object": "invoice-7"},
+    ],
+)
+def test_a_different_context_fails(kms: LocalKms, other: dict[str, str]) -> None:
+    """A blob decrypts only with exactly the context it was made with."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    blob = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(key_id, blob, other, principal=ADMIN)
+    with pytest.raises(sealstore.DecryptionError):
+        kms.reencrypt(key_id, blob, other, key_id, principal=ADMIN)
+
+
+def test_a_blob_named_under_another_key_fails(kms: LocalKms) -> None:
+    """Decrypting a blob while naming a key other than its own is a DecryptionError."""
+    first = kms.create_key(principal=ADMIN).key_id
+    second = kms.create_key(principal=ADMIN).key_id
+    blob = kms.generate_data_key(first, CONTEXT, principal=ADMIN).blob
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(second, blob, CONTEXT, principal=ADMIN)
+    # Rewriting the key id in the blob does not help: it is bound into the wrap.
+    forged = blob[:2] + second.encode() + blob[38:]
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(second, forged, CONTEXT, principal=ADMIN)
+
+
+def test_damaged_blobs_fail_as_decryption_errors(kms: LocalKms) -> None:
+    """Truncated, extended, bit-flipped, oversized, mis-versioned blobs all fail cleanly."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    blob = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob
+    damaged = [
+        b"",
+        blob[:1],
+        blob[:-1],
+        blob + b"\x00",
+        b"\x02" + blob[1:],
+        blob[:38] + (2).to_bytes(4, "big") + blob[42:],
+        blob[:38] + (0).to_bytes(4, "big") + blob[42:],
+        blob[:50] + bytes([blob[50] ^ 1]) + blob[51:],
+        blob[:-1] + bytes([blob[-1] ^ 0x80]),
+        bytes(MAX_BLOB_SIZE + 1),
+    ]
+    for bad in damaged:
+        with pytest.raises(sealstore.DecryptionError):
+            kms.decrypt(key_id, bad, CONTEXT, principal=ADMIN)
+    with pytest.raises(sealstore.KmsError):
+        kms.decrypt(key_id, bytearray(blob), CONTEXT, principal=ADMIN)  # type: ignore[arg-type]
+
+
+def test_invalid_contexts_are_refused(kms: LocalKms) -> None:
+    """A context that is not a mapping of non-empty strings raises InvalidContextError."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    for bad in ({"": "x"}, {"k": 1}, ["k"]):
+        with pytest.raises(sealstore.InvalidContextError):
+            kms.generate_data_key(key_id, bad, principal=ADMIN)  # type: ignore[arg-type]
+
+
+# Rotation.
+
+
+def test_yearly_rotation_on_use(kms: LocalKms, clock: FakeClock, sink: ListSink) -> None:
+    """After 365 days the next generate adds material; old blobs still decrypt."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    old = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    clock.advance(days=364, hours=23)
+    assert blob_version(kms.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob) == 1
+    clock.advance(hours=1)
+    new = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    assert blob_version(new.blob) == 2
+    meta = kms.describe_key(key_id, principal=ADMIN)
+    assert meta.current_version == 2
+    assert meta.rotated == clock.now
+    assert meta.next_rotation == clock.now + timedelta(days=365)
+    assert kms.decrypt(key_id, old.blob, CONTEXT, principal=ADMIN) == old.plaintext
+    assert kms.decrypt(key_id, new.blob, CONTEXT, principal=ADMIN) == new.plaintext
+    (rotation,) = sink.of(Operation.ROTATE)
+    assert rotation.key_version == "2"
+    assert "automatic" in rotation.reason
+    clock.advance(days=365 * 3)
+    assert blob_version(kms.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob) == 3
+
+
+def test_rotation_on_demand(kms: LocalKms) -> None:
+    """rotate_key adds material that new blobs use; every older blob keeps decrypting."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    blobs = []
+    for expected_version in (1, 2, 3):
+        data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+        assert blob_version(data_key.blob) == expected_version
+        blobs.append(data_key)
+        assert kms.rotate_key(key_id, principal=ADMIN) == expected_version + 1
+    for data_key in blobs:
+        assert kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN) == data_key.plaintext
+
+
+def test_reencrypt_to_the_same_key_moves_to_the_newest_material(kms: LocalKms) -> None:
+    """Re-encrypting to the same key rewraps an old blob under the key's newest material."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    old = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    kms.rotate_key(key_id, principal=ADMIN)
+    kms.rotate_key(key_id, principal=ADMIN)
+    new_id, moved = kms.reencrypt(key_id, old.blob, CONTEXT, key_id, principal=ADMIN)
+    assert new_id == key_id
+    assert blob_version(moved) == 3
+    assert kms.decrypt(key_id, moved, CONTEXT, principal=ADMIN) == old.plaintext
+
+
+def test_reencrypt_between_keys(kms: LocalKms, sink: ListSink) -> None:
+    """A blob moved to another key decrypts there, with the same context, and not under the
+    old key; both keys' uses are audited."""
+    source = kms.create_key(principal=ADMIN).key_id
+    target = kms.create_key(principal=ADMIN).key_id
+    kms.create_alias("alias/target", target, principal=ADMIN)
+    data_key = kms.generate_data_key(source, CONTEXT, principal=ADMIN)
+    new_id, blob = kms.reencrypt(source, data_key.blob, CONTEXT, "alias/target", principal=ADMIN)
+    assert new_id == target
+    assert kms.decrypt(target, blob, CONTEXT, principal=ADMIN) == data_key.plaintext
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(source, blob, CONTEXT, principal=ADMIN)
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(target, blob, {}, principal=ADMIN)
+    rewraps = sink.of(Operation.REWRAP)
+    assert [event.key_id for event in rewraps] == [source, target]
+    assert all(event.outcome is Outcome.SUCCESS for event in rewraps)
+
+
+def test_reencrypt_reaches_the_destination_check_only_after_the_source(kms: LocalKms) -> None:
+    """A principal allowed on the source but not the destination is denied on the destination."""
+    source = kms.create_key(principal=USER).key_id
+    target = kms.create_key(principal=ADMIN).key_id
+    blob = kms.generate_data_key(source, CONTEXT, principal=USER).blob
+    with pytest.raises(sealstore.AccessDeniedError) as caught:
+        kms.reencrypt(source, blob, CONTEXT, target, principal=USER)
+    assert target in str(caught.value)
+
+
+# Deletion.
+
+
+def test_deletion_after_the_waiting_period(
+    kms: LocalKms, clock: FakeClock, sink: ListSink, root_key: RootKey
+) -> None:
+    """A key pending deletion refuses use until its date; then it and its aliases are gone."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    kms.create_alias("alias/doomed", key_id, principal=ADMIN)
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    date = kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=7)
+    assert date == clock.now + timedelta(days=7)
+    meta = kms.describe_key(key_id, principal=ADMIN)
+    assert meta.state is KeyState.PENDING_DELETION
+    assert meta.deletion_date == date
+    clock.advance(days=6, hours=23)
+    with pytest.raises(sealstore.KeyPendingDeletionError):
+        kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN)
+    clock.advance(hours=1)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.describe_key("alias/doomed", principal=ADMIN)
+    assert kms.list_keys() == ()
+    (deletion,) = sink.of(Operation.DELETE_KEY)
+    assert deletion.key_id == key_id
+    document = read_document(kms.path, root_key)
+    assert key_id.encode() not in document
+
+
+def test_list_keys_hides_keys_past_their_deletion_date(kms: LocalKms, clock: FakeClock) -> None:
+    """list_keys never shows a key whose deletion date has passed, even before it is purged."""
+    keep = kms.create_key(principal=ADMIN).key_id
+    doomed = kms.create_key(principal=ADMIN).key_id
+    kms.schedule_key_deletion(doomed, principal=ADMIN)
+    assert {entry.key_id for entry in kms.list_keys()} == {keep, doomed}
+    clock.advance(days=30)
+    assert [entry.key_id for entry in kms.list_keys()] == [keep]
+
+
+def test_cancelled_deletion_leaves_the_key_disabled(kms: LocalKms, clock: FakeClock) -> None:
+    """Cancelling a deletion keeps the key (disabled); enabling it makes old blobs work again."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    kms.schedule_key_deletion(key_id, principal=ADMIN)
+    kms.cancel_key_deletion(key_id, principal=ADMIN)
+    meta = kms.describe_key(key_id, principal=ADMIN)
+    assert meta.state is KeyState.DISABLED
+    assert meta.deletion_date is None
+    clock.advance(days=31)
+    with pytest.raises(sealstore.KeyDisabledError):
+        kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN)
+    kms.enable_key(key_id, principal=ADMIN)
+    assert kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN) == data_key.plaintext
+
+
+@pytest.mark.parametrize("days", [6, 31, 0, True, 7.5])
+def test_waiting_period_must_be_7_to_30_days(kms: LocalKms, days: object) -> None:
+    """A waiting period outside 7..30 whole days is refused and the key is untouched."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.KmsError) as caught:
+        kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=days)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ValueError)
+    assert kms.describe_key(key_id, principal=ADMIN).state is KeyState.ENABLED
+
+
+def test_default_waiting_period_is_30_days(kms: LocalKms, clock: FakeClock) -> None:
+    """Without waiting_days a key is deleted 30 days after scheduling."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    assert kms.schedule_key_deletion(key_id, principal=ADMIN) == clock.now + timedelta(days=30)
+
+
+# The default key.
+
+
+def test_default_key_is_created_once_and_open_to_every_principal(
+    tmp_path: Path, kms: LocalKms, root_key: RootKey, clock: FakeClock, sink: ListSink
+) -> None:
+    """The first caller creates the default key; every principal may use it; no one
+    administers it; another instance on the same directory finds the same key."""
+    key_id = kms.default_key_id(principal=USER)
+    assert kms.default_key_id(principal=STRANGER) == key_id
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=STRANGER)
+    assert kms.decrypt(DEFAULT_ALIAS, data_key.blob, CONTEXT, principal=USER) == (
+        data_key.plaintext
+    )
+    meta = kms.describe_key(DEFAULT_ALIAS, principal="anyone")
+    assert meta.aliases == (DEFAULT_ALIAS,)
+    assert meta.creator == USER
+    for principal in (USER, ADMIN):
+        with pytest.raises(sealstore.AccessDeniedError):
+            kms.rotate_key(key_id, principal=principal)
+        with pytest.raises(sealstore.AccessDeniedError):
+            kms.schedule_key_deletion(key_id, principal=principal)
+    with pytest.raises(sealstore.KmsError):
+        kms.delete_alias(DEFAULT_ALIAS, principal=USER)
+    other = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink)
+    assert other.default_key_id(principal=ADMIN) == key_id
+    (creation,) = sink.of(Operation.CREATE_KEY)
+    assert creation.key_id == key_id
+    assert creation.principal == USER
+
+
+def test_default_key_rotates_yearly(kms: LocalKms, clock: FakeClock) -> None:
+    """The default key, which no one administers, still gets new material every year."""
+    key_id = kms.default_key_id(principal=USER)
+    clock.advance(days=365)
+    assert blob_version(kms.generate_data_key(key_id, {}, principal=USER).blob) == 2
+
+
+# Persistence, root keys and sharing a directory.
+
+
+def test_a_wrong_root_key_is_a_root_key_error(kms: LocalKms, tmp_path: Path) -> None:
+    """Opening a store with another root key fails clearly, at construction."""
+    kms.create_key(principal=ADMIN)
+    with pytest.raises(sealstore.RootKeyError):
+        LocalKms(tmp_path / "kms", root_key=RootKey.from_bytes(os.urandom(32)), audit=ListSink())
+
+
+def test_a_damaged_document_is_a_keystore_error(tmp_path: Path, root_key: RootKey) -> None:
+    """A sealed document that is not a key store is reported as damaged, not as a crash."""
+    for content in (
+        b"not json",
+        b'{"format": 1}',
+        b'{"format": 1, "keys": {"k": {}}, "aliases": {}}',
+    ):
+        path = tmp_path / content.hex()[:16]
+        write_document(path, root_key, content)
+        with pytest.raises(sealstore.KeystoreError, match="damaged"):
+            LocalKms(path, root_key=root_key, audit=ListSink())
+    newer = tmp_path / "newer"
+    write_document(newer, root_key, b'{"format": 2, "keys": {}, "aliases": {}}')
+    with pytest.raises(sealstore.KeystoreError, match="upgrade"):
+        LocalKms(newer, root_key=root_key, audit=ListSink())
+
+
+def test_state_survives_reopening(
+    kms: LocalKms, tmp_path: Path, root_key: RootKey, clock: FakeClock
+) -> None:
+    """Keys, materials, aliases, states and policies come back from disk intact."""
+    key_id = kms.create_key(principal=ADMIN, description="orders").key_id
+    kms.create_alias("alias/orders", key_id, principal=ADMIN)
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    kms.rotate_key(key_id, principal=ADMIN)
+    kms.put_key_policy(
+        key_id, KeyPolicy.build(administrators=[ADMIN], users=[USER]), principal=ADMIN
+    )
+    reopened = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=ListSink())
+    assert reopened.describe_key(key_id, principal=ADMIN) == kms.describe_key(
+        key_id, principal=ADMIN
+    )
+    assert reopened.decrypt("alias/orders", data_key.blob, CONTEXT, principal=USER) == (
+        data_key.plaintext
+    )
+
+
+def test_two_instances_see_each_others_changes(
+    kms: LocalKms, tmp_path: Path, root_key: RootKey, clock: FakeClock
+) -> None:
+    """Changes made through one instance are seen by another on the same directory at once."""
+    other = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=ListSink())
+    key_id = kms.create_key(principal=ADMIN).key_id
+    data_key = other.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    other.disable_key(key_id, principal=ADMIN)
+    with pytest.raises(sealstore.KeyDisabledError):
+        kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN)
+    kms.enable_key(key_id, principal=ADMIN)
+    kms.rotate_key(key_id, principal=ADMIN)
+    assert blob_version(other.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob) == 2
+
+
+def test_threads_share_one_instance(kms: LocalKms) -> None:
+    """Concurrent generate, decrypt, rotate and create calls from threads lose nothing."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+
+    def work(index: int) -> tuple[str, bytes, bytes]:
+        if index % 10 == 0:
+            kms.rotate_key(key_id, principal=ADMIN)
+        if index % 10 == 5:
+            kms.create_key(principal=ADMIN)
+        data_key = kms.generate_data_key(key_id, {"n": str(index)}, principal=ADMIN)
+        assert kms.decrypt(key_id, data_key.blob, {"n": str(index)}, principal=ADMIN) == (
+            data_key.plaintext
+        )
+        return str(index), data_key.blob, data_key.plaintext
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, range(100)))
+    for index, blob, plaintext in results:
+        assert kms.decrypt(key_id, blob, {"n": index}, principal=ADMIN) == plaintext
+    assert kms.describe_key(key_id, principal=ADMIN).current_version == 11
+    assert len(kms.list_keys()) == 11
+
+
+def test_a_naive_clock_is_refused(tmp_path: Path, root_key: RootKey) -> None:
+    """A clock returning naive datetimes makes calls fail with KmsError, not silently."""
+    kms = LocalKms(tmp_path, root_key=root_key, clock=datetime.now, audit=ListSink())
+    with pytest.raises(sealstore.KmsError, match="timezone-aware"):
+        kms.create_key(principal=ADMIN)
+
+
+# The audit trail.
+
+
+def test_successes_denials_and_failures_are_audited(kms: LocalKms, sink: ListSink) -> None:
+    """Each call leaves one event with principal, operation, key, version, context keys and
+    outcome; denials and failures say why."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN)
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.decrypt(key_id, data_key.blob, CONTEXT, principal=STRANGER)
+    kms.disable_key(key_id, principal=ADMIN)
+    with pytest.raises(sealstore.KeyDisabledError):
+        kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.generate_data_key("alias/missing", CONTEXT, principal=ADMIN)
+    kms.enable_key(key_id, principal=ADMIN)
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(key_id, data_key.blob, {"bucket": "orders"}, principal=ADMIN)
+    summary = [(e.operation, e.principal, e.key_id, e.outcome) for e in sink.events]
+    assert summary == [
+        (Operation.CREATE_KEY, ADMIN, key_id, Outcome.SUCCESS),
+        (Operation.GENERATE, ADMIN, key_id, Outcome.SUCCESS),
+        (Operation.UNWRAP, ADMIN, key_id, Outcome.SUCCESS),
+        (Operation.UNWRAP, STRANGER, key_id, Outcome.DENIED),
+        (Operation.DISABLE_KEY, ADMIN, key_id, Outcome.SUCCESS),
+        (Operation.GENERATE, ADMIN, key_id, Outcome.FAILURE),
+        (Operation.GENERATE, ADMIN, "alias/missing", Outcome.FAILURE),
+        (Operation.ENABLE_KEY, ADMIN, key_id, Outcome.SUCCESS),
+        (Operation.UNWRAP, ADMIN, key_id, Outcome.FAILURE),
+    ]
+    generate = sink.events[1]
+    assert generate.key_version == "1"
+    assert generate.context_keys == ("bucket", "object")
+    assert generate.time == START
+    assert "decrypt" in sink.events[3].reason
+    assert "KeyDisabledError" in sink.events[5].reason
+    assert "DecryptionError" in sink.events[8].reason
+
+
+def test_admin_changes_are_audited(kms: LocalKms, sink: ListSink) -> None:
+    """Rotation, policy, alias and deletion changes each leave a success event."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    kms.rotate_key(key_id, principal=ADMIN)
+    kms.put_key_policy(key_id, KeyPolicy.owner(ADMIN), principal=ADMIN)
+    kms.create_alias("alias/a", key_id, principal=ADMIN)
+    kms.delete_alias("alias/a", principal=ADMIN)
+    kms.schedule_key_deletion(key_id, principal=ADMIN)
+    kms.cancel_key_deletion(key_id, principal=ADMIN)
+    operations = [event.operation for event in sink.events]
+    assert operations[:4] == [
+        Operation.CREATE_KEY,
+        Operation.ROTATE,
+        Operation.PUT_POLICY,
+        Operation.CREATE_ALIAS,
+    ]
+    assert operations[-2:] == [Operation.SCHEDULE_DELETION, Operation.CANCEL_DELETION]
+    assert "deleted alias alias/a" in sink.events[4].reason
+    assert sink.events[1].key_version == "2"
+    assert all(event.outcome is Outcome.SUCCESS for event in sink.events)
+    assert all(event.key_id == key_id for event in sink.events)
+
+
+def test_audit_events_hold_no_context_values_or_key_material(kms: LocalKms, sink: ListSink) -> None:
+    """No event carries an encryption-context value, a data key, a blob or key material."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    secrets: list[bytes] = []
+    for context in (CONTEXT, {"bucket": "orders", "object": "wrong"}):
+        data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+        secrets += [data_key.plaintext, data_key.blob]
+        try:
+            kms.decrypt(key_id, data_key.blob, context, principal=ADMIN)
+            kms.reencrypt(key_id, data_key.blob, context, key_id, principal=STRANGER)
+        except sealstore.SealstoreError:
+            pass
+    text = "\n".join(repr(event) for event in sink.events)
+    assert len(sink.events) == 6
+    for value in (*SECRET_VALUES, "wrong"):
+        assert repr(value) not in text
+    for secret in secrets:
+        for encoded in (secret.hex(), base64.b64encode(secret).decode(), repr(secret)):
+            assert encoded not in text
+
+
+def test_default_audit_is_a_hash_chained_log_in_the_directory(
+    tmp_path: Path, root_key: RootKey
+) -> None:
+    """Without a sink, LocalKms appends to path/audit.jsonl, a log that verifies."""
+    kms = LocalKms(tmp_path / "kms", root_key=root_key)
+    key_id = kms.create_key(principal=ADMIN).key_id
+    data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.decrypt(key_id, data_key.blob, CONTEXT, principal=STRANGER)
+    log = JsonlAuditLog(tmp_path / "kms" / "audit.jsonl")
+    assert log.verify().ok
+    events = list(log.events())
+    assert [(e.operation, e.outcome) for e in events] == [
+        (Operation.CREATE_KEY, Outcome.SUCCESS),
+        (Operation.GENERATE, Outcome.SUCCESS),
+        (Operation.UNWRAP, Outcome.DENIED),
+    ]
+    raw = (tmp_path / "kms" / "audit.jsonl").read_text()
+    assert "invoice-7" not in raw
+    assert data_key.plaintext.hex() not in raw
+
+
+def test_an_audit_sink_that_fails_fails_the_call(tmp_path: Path, root_key: RootKey) -> None:
+    """If the event cannot be recorded, the caller gets the sink's error, not a data key."""
+
+    class BrokenSink:
+        def record(self, event: AuditEvent) -> None:
+            raise sealstore.KmsError("audit storage unavailable")
+
+    kms = LocalKms(tmp_path, root_key=root_key, audit=BrokenSink())
+    with pytest.raises(sealstore.KmsError, match="audit storage unavailable"):
+        kms.default_key_id(principal=USER)
+
+
+def test_limits_are_enforced(
+    kms: LocalKms, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Material versions, keys and aliases are capped; at the version cap a key stops
+    rotating on its own but keeps working."""
+    monkeypatch.setattr(local, "MAX_VERSIONS", 2)
+    monkeypatch.setattr(local, "MAX_KEYS", 2)
+    monkeypatch.setattr(local, "MAX_ALIASES", 1)
+    key_id = kms.create_key(principal=ADMIN).key_id
+    assert kms.rotate_key(key_id, principal=ADMIN) == 2
+    with pytest.raises(sealstore.KmsError, match="material versions"):
+        kms.rotate_key(key_id, principal=ADMIN)
+    clock.advance(days=400)
+    assert blob_version(kms.generate_data_key(key_id, {}, principal=ADMIN).blob) == 2
+    kms.create_key(principal=ADMIN)
+    with pytest.raises(sealstore.KmsError, match="keys"):
+        kms.create_key(principal=ADMIN)
+    kms.create_alias("alias/one", key_id, principal=ADMIN)
+    with pytest.raises(sealstore.KmsError, match="aliases"):
+        kms.create_alias("alias/two", key_id, principal=ADMIN)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda kms: kms.create_key(principal=ADMIN, description=b"orders"),
+        lambda kms: kms.create_key(principal=ADMIN, description="x" * 8193),
+        lambda kms: kms.create_key(principal=ADMIN, policy={"generate": [ADMIN]}),
+        lambda kms: kms.put_key_policy("alias/x", {"put-policy": [ADMIN]}, principal=ADMIN),
+        lambda kms: kms.generate_data_key("", {}, principal=ADMIN),
+        lambda kms: kms.generate_data_key("k" * 257, {}, principal=ADMIN),
+        lambda kms: kms.describe_key(None, principal=ADMIN),
+    ],
+)
+def test_malformed_arguments_are_refused(kms: LocalKms, call: Callable[[LocalKms], object]) -> None:
+    """Bad descriptions, policies and key names raise an error that is a KmsError and a
+    ValueError, and change nothing."""
+    with pytest.raises(sealstore.KmsError) as caught:
+        call(kms)
+    assert isinstance(caught.value, ValueError)
+    assert kms.list_keys() == ()
+
+
+def test_a_settled_document_is_trusted_by_signature_and_changes_still_show(
+    kms: LocalKms,
+    tmp_path: Path,
+    root_key: RootKey,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the file is old enough its signature alone vouches for the cached document, and a
+    change by another instance (a new file) is still noticed."""
+    monkeypatch.setattr(local, "_RACY_WINDOW_NS", 0)
+    other = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=ListSink())
+    key_id = kms.create_key(principal=ADMIN).key_id
+    for _ in range(3):
+        data_key = other.generate_data_key(key_id, CONTEXT, principal=ADMIN)
+        assert kms.decrypt(key_id, data_key.blob, CONTEXT, principal=ADMIN) == data_key.plaintext
+        version = other.rotate_key(key_id, principal=ADMIN)
+        assert kms.describe_key(key_id, principal=ADMIN).current_version == version
