@@ -46,6 +46,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from typing_extensions import Buffer
 
 import sealstore
+from sealstore.keys.kms import BucketKeyPolicy
+from sealstore.kms import DataKey, KmsClient
 
 KiB: Final = 1 << 10
 MiB: Final = 1 << 20
@@ -58,7 +60,7 @@ COBBLESTONE_PREFIX: Final = 56
 COBBLESTONE_CHUNK: Final = 16384
 CHILD_COMMAND: Final = "_file-child"
 """Hidden sub-command: run one file-to-file operation and report time and peak RSS."""
-GROUPS: Final = ("oneshot", "stream", "small", "files", "random")
+GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms")
 
 
 # --------------------------------------------------------------------------- results
@@ -135,7 +137,7 @@ class Group:
 
 
 def format_value(value: float, unit: str) -> str:
-    if unit in {"MB/s", "ops/s", "reads/s"}:
+    if unit in {"MB/s", "ops/s", "reads/s", "calls"}:
         return f"{value:,.0f} {unit}"
     if unit == "MiB":
         return f"{value:.1f} MiB"
@@ -307,6 +309,8 @@ class Sizes:
     random_object: int
     random_reads: int
     random_reps: int
+    kms_objects: int
+    kms_round_trips: int
 
 
 FULL: Final = Sizes(
@@ -321,6 +325,8 @@ FULL: Final = Sizes(
     random_object=256 * MiB,
     random_reads=1000,
     random_reps=5,
+    kms_objects=10_000,
+    kms_round_trips=2000,
 )
 QUICK: Final = Sizes(
     oneshot=4 * MiB,
@@ -334,6 +340,8 @@ QUICK: Final = Sizes(
     random_object=16 * MiB,
     random_reads=1000,
     random_reps=3,
+    kms_objects=1000,
+    kms_round_trips=200,
 )
 
 
@@ -869,6 +877,119 @@ def bench_random(sizes: Sizes) -> Group:
     )
 
 
+# --------------------------------------------------------------------------- 6. KMS
+
+
+class CountingKms:
+    """Forwards to a KMS client and counts generate and decrypt calls."""
+
+    def __init__(self, inner: KmsClient) -> None:
+        self.inner = inner
+        self.generate = 0
+        self.decrypt_calls = 0
+
+    def generate_data_key(
+        self, key_id: str, context: Mapping[str, str], *, principal: str
+    ) -> DataKey:
+        self.generate += 1
+        return self.inner.generate_data_key(key_id, context, principal=principal)
+
+    def decrypt(
+        self, key_id: str, blob: bytes, context: Mapping[str, str], *, principal: str
+    ) -> bytes:
+        self.decrypt_calls += 1
+        return self.inner.decrypt(key_id, blob, context, principal=principal)
+
+    def reencrypt(
+        self,
+        key_id: str,
+        blob: bytes,
+        context: Mapping[str, str],
+        new_key_id: str,
+        *,
+        principal: str,
+    ) -> tuple[str, bytes]:
+        return self.inner.reencrypt(key_id, blob, context, new_key_id, principal=principal)
+
+    def default_key_id(self, *, principal: str) -> str:
+        return self.inner.default_key_id(principal=principal)
+
+
+def bench_kms(sizes: Sizes) -> Group:
+    count = sizes.kms_objects
+    plaintext = os.urandom(KiB)
+    policy = BucketKeyPolicy()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sealstore-bench-kms-") as directory:
+        local = sealstore.LocalKms(
+            Path(directory) / "kms", root_key=sealstore.RootKey.from_bytes(os.urandom(32))
+        )
+        key_id = local.default_key_id(principal="bench")
+        for label, bucket in (("per-object keys", None), ("bucket keys", policy)):
+            kms = CountingKms(local)
+            writer = sealstore.KmsKeys(kms, key_id=key_id, principal="bench", bucket_key=bucket)
+            blobs = [sealstore.encrypt(plaintext, writer) for _ in range(count)]
+            reader = sealstore.KmsKeys(kms, key_id=key_id, principal="bench", bucket_key=bucket)
+            if any(sealstore.decrypt(blob, reader) != plaintext for blob in blobs):
+                raise AssertionError("KMS round trip lost data")
+            limit = math.ceil(count / policy.max_objects)
+            goal = Target(limit, at_least=False, on_ratio=False) if bucket else None
+            rows.append(
+                Row(
+                    f"generate calls, {count:,} encrypts, {label}",
+                    kms.generate,
+                    "calls",
+                    target=goal,
+                )
+            )
+            rows.append(
+                Row(
+                    f"decrypt calls, {count:,} decrypts, {label}",
+                    kms.decrypt_calls,
+                    "calls",
+                    target=goal,
+                )
+            )
+        rounds = sizes.kms_round_trips
+        customer = sealstore.CustomerKeys(os.urandom(32))
+        per_object = sealstore.KmsKeys(local, key_id=key_id, principal="bench")
+        bucketed = sealstore.KmsKeys(local, key_id=key_id, principal="bench", bucket_key=True)
+        cases = {
+            name: looped(partial(round_trip_with, keys, plaintext), rounds)
+            for name, keys in (
+                ("customer", customer),
+                ("per-object", per_object),
+                ("bucket", bucketed),
+            )
+        }
+        best = best_interleaved(cases, sizes.small_reps)
+    for name, label in (("per-object", "per-object keys"), ("bucket", "bucket keys")):
+        rows.append(
+            Row(
+                f"LocalKms 1 KiB round trip, {label}",
+                rounds / best[name],
+                "ops/s",
+                rounds / best["customer"],
+                "CustomerKeys round trip",
+            )
+        )
+    return Group(
+        "kms",
+        "6. KMS calls and round trips through LocalKms",
+        f"{count:,} encrypts of 1 KiB with `KmsKeys` over `LocalKms`, then {count:,} decrypts of "
+        "those objects by a second provider (a fresh reader, so nothing is cached from "
+        "writing), counting the calls that reach the KMS; with bucket keys the target is at "
+        f"most ceil({count:,} / max_objects = {policy.max_objects}) calls of each kind. Then "
+        f"1 KiB encrypt+decrypt round trips through `LocalKms` (loops of {rounds}, best of "
+        f"{sizes.small_reps}), against `CustomerKeys` for scale.",
+        rows,
+    )
+
+
+def round_trip_with(keys: sealstore.KeyProvider, plaintext: bytes) -> bytes:
+    return sealstore.decrypt(sealstore.encrypt(plaintext, keys), keys)
+
+
 # --------------------------------------------------------------------------- main
 
 BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
@@ -877,6 +998,7 @@ BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
     "small": bench_small,
     "files": bench_files,
     "random": bench_random,
+    "kms": bench_kms,
 }
 
 
