@@ -317,3 +317,21 @@ def _body(store: sealstore.EncryptedStore, backend: Backend, name: str) -> bytes
     finally:
         stream.close()
     return data[len(data) - sealstore._aead.body_size(head.plaintext_size or 0) :]
+
+
+def test_download_streams_into_a_file(
+    store: sealstore.EncryptedStore, backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """download() decrypts into a binary file, and copies allowed plaintext objects too."""
+    plaintext = os.urandom(3 * CHUNK + 11)
+    store.put("d", plaintext)
+    sink = io.BytesIO()
+    assert store.download("d", sink) == len(plaintext)
+    assert sink.getvalue() == plaintext
+    backend.put("legacy", b"old bytes")
+    with pytest.raises(sealstore.NotEncryptedError):
+        store.download("legacy", io.BytesIO())
+    lenient = sealstore.EncryptedStore(backend, managed, allow_plaintext_reads=True)
+    sink = io.BytesIO()
+    assert lenient.download("legacy", sink) == 9
+    assert sink.getvalue() == b"old bytes"

@@ -26,7 +26,7 @@ from typing_extensions import Buffer
 
 from sealstore import _aead
 from sealstore.backends import Backend, ObjectInfo, Readable
-from sealstore.envelope import EncryptingReader, decrypt_stream, open_decrypted
+from sealstore.envelope import EncryptingReader, Sink, decrypt_stream, open_decrypted
 from sealstore.errors import (
     ContextMismatchError,
     DecryptionError,
@@ -211,20 +211,35 @@ class EncryptedStore:
         context: Mapping[str, str] | None = None,
     ) -> bytes:
         """The plaintext of ``name``. With ``context``, the stored context must equal it."""
+        sink = io.BytesIO()
+        self.download(name, sink, keys=keys, context=context)
+        return sink.getvalue()
+
+    def download(
+        self,
+        name: str,
+        dst: Sink,
+        *,
+        keys: KeyProvider | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> int:
+        """Decrypt ``name`` into the binary file ``dst`` in bounded memory; return its size.
+
+        Only authenticated plaintext reaches ``dst``; on an error, what was written is an
+        incomplete prefix and must be discarded.
+        """
         located = self._locate(name)
         if located.header is None:
-            return self._plaintext_read(name)
+            return self._plaintext_read(name, dst)
         provider = self._reader_for(name, located.header, keys)
-        sink = io.BytesIO()
         with closing(self.backend.get(name, start=located.body_start)) as body:
-            decrypt_stream(
+            return decrypt_stream(
                 body,
-                sink,
+                dst,
                 provider,
                 context=self._expected(name, located.header, context),
                 header=located.header_bytes,
             )
-        return sink.getvalue()
 
     def open(
         self,
@@ -407,11 +422,15 @@ class EncryptedStore:
             )
         return located.header
 
-    def _plaintext_read(self, name: str) -> bytes:
+    def _plaintext_read(self, name: str, dst: Sink) -> int:
         if not self.allow_plaintext_reads:
             self._require_encrypted(name, _Located(ObjectInfo(name, 0), None, None, None))
+        copied = 0
         with closing(self.backend.get(name)) as stream:
-            return stream.read()
+            while piece := stream.read(_PIECE):
+                dst.write(piece)
+                copied += len(piece)
+        return copied
 
     def _open_located(
         self, name: str, located: _Located, provider: KeyProvider, header: Header
