@@ -25,6 +25,7 @@ __all__ = [
     "ObjectInfo",
     "Readable",
     "ReadableStream",
+    "S3Backend",
 ]
 
 
@@ -67,7 +68,10 @@ class Backend(Protocol):
 
     @property
     def keeps_metadata(self) -> bool:
-        """Whether :meth:`put` metadata is stored and returned by :meth:`head` and :meth:`list`."""
+        """Whether :meth:`put` metadata is stored and returned by :meth:`head`.
+
+        :meth:`list` may return it empty (S3 listings carry no user metadata).
+        """
         ...
 
     def put(
@@ -114,3 +118,4 @@ class Backend(Protocol):
 from sealstore.backends.filesystem import FileSystemBackend  # noqa: E402
 from sealstore.backends.fsspec import FsspecBackend  # noqa: E402
 from sealstore.backends.memory import MemoryBackend  # noqa: E402
+from sealstore.backends.s3 import S3Backend  # noqa: E402

@@ -56,7 +56,6 @@ from sealstore.errors import (
     BackendError,
     InvalidNameError,
     ObjectNotFoundError,
-    SealstoreError,
 )
 
 __all__ = [
@@ -369,11 +368,12 @@ class S3Backend:
         if first < self.part_size:
             del buffer[first:]
             return self._put_object(name, key, buffer, metadata)
+        checksum = _default_checksum(self.client)
         upload_id = self._call(
             "CreateMultipartUpload",
             name,
             self.client.create_multipart_upload,
-            {**self._at(key), "Metadata": metadata},
+            {**self._at(key), "Metadata": metadata, **checksum},
         )["UploadId"]
 
         def upload() -> tuple[Any, int]:
@@ -389,13 +389,16 @@ class S3Backend:
                     )
                 if length < len(buffer):
                     del buffer[length:]  # the last part
+                request = {**self._at(key), "UploadId": upload_id, "PartNumber": number}
                 response = self._call(
                     "UploadPart",
                     name,
                     self.client.upload_part,
-                    {**self._at(key), "UploadId": upload_id, "PartNumber": number, "Body": buffer},
+                    {**request, "Body": buffer, **checksum},
                 )
                 done.append({"PartNumber": number, "ETag": response["ETag"]})
+                if "ChecksumCRC32" in response and checksum:
+                    done[-1]["ChecksumCRC32"] = response["ChecksumCRC32"]
                 size += length
             return self._complete(name, key, upload_id, done), size
 
@@ -633,8 +636,6 @@ class S3Backend:
         self, error: Exception, operation: str, name: str, destination: str | None = None
     ) -> Exception:
         """The sealstore error for ``error``; ``error`` itself when it is not from S3."""
-        if isinstance(error, SealstoreError):
-            return error
         subject = shown(name) if destination is None else f"{shown(name)} to {shown(destination)}"
         failed = f"{operation} of {subject} in {self._where} failed"
         code, status = _aws_error(error)
@@ -761,6 +762,19 @@ def _fill(buffer: bytearray, data: Iterator[Buffer]) -> Iterator[int]:
                 filled = 0
     if filled:
         yield filled
+
+
+def _default_checksum(client: object) -> dict[str, str]:
+    """``ChecksumAlgorithm`` for a multipart upload, chosen as boto3's own uploads choose it.
+
+    Clients that compute checksums whenever S3 supports them (botocore's default) send a
+    CRC32 with every part; the upload must then declare it, and its completion list each
+    part's. Clients set to ``when_required`` (for servers without checksums) send none.
+    """
+    config = getattr(getattr(client, "meta", None), "config", None)
+    if getattr(config, "request_checksum_calculation", None) == "when_supported":
+        return {"ChecksumAlgorithm": "CRC32"}
+    return {}
 
 
 def _chain_first(first: int, rest: Iterator[int]) -> Iterator[int]:
