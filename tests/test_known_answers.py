@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,44 @@ def test_frozen_object_refuses_another_context(entry: dict[str, Any]) -> None:
     """A frozen object read expecting another context raises ContextMismatchError."""
     with pytest.raises(sealstore.ContextMismatchError):
         sealstore.decrypt(_blob(entry), _keys(entry), context={"tenant": "globex"})
+
+
+PROVIDERS = Path(__file__).resolve().parent / "known_answers" / "providers"
+PROVIDER_OBJECTS = json.loads((PROVIDERS / "objects.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def frozen_providers(tmp_path: Path) -> Path:
+    """A copy of the frozen keyring and key store (reading must not touch the originals)."""
+    copy = tmp_path / "providers"
+    shutil.copytree(PROVIDERS, copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    "entry", PROVIDER_OBJECTS["objects"], ids=[e["name"] for e in PROVIDER_OBJECTS["objects"]]
+)
+def test_frozen_managed_and_kms_objects_decrypt_forever(
+    frozen_providers: Path, entry: dict[str, Any]
+) -> None:
+    """Managed- and KMS-mode objects decrypt with the frozen keyring and key store they used."""
+    root = sealstore.RootKey.from_file(frozen_providers / "root.key")
+    keys: sealstore.KeyProvider
+    if entry["name"].startswith("managed"):
+        keys = sealstore.ManagedKeys(sealstore.FileKeyringStore(frozen_providers / "keyring", root))
+    else:
+        kms = sealstore.LocalKms(
+            frozen_providers / "kms", root_key=root, audit=sealstore.MemoryAuditSink()
+        )
+        keys = sealstore.KmsKeys(kms, principal=PROVIDER_OBJECTS["principal"])
+    blob = base64.b64decode(entry["object"])
+    expected = entry["plaintext"]["sha256"]
+    assert (
+        hashlib.sha256(sealstore.decrypt(blob, keys, context=entry["context"])).hexdigest()
+        == expected
+    )
+    sink = io.BytesIO()
+    sealstore.decrypt_stream(io.BytesIO(blob), sink, keys)
+    assert hashlib.sha256(sink.getvalue()).hexdigest() == expected
+    with sealstore.open_decrypted(io.BytesIO(blob), keys) as reader:
+        assert hashlib.sha256(reader.read()).hexdigest() == expected
