@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import pytest
 
 from sealstore.backends import Backend, ObjectInfo
-from sealstore.errors import InvalidNameError, ObjectNotFoundError
+from sealstore.errors import BackendError, InvalidNameError, ObjectChangedError, ObjectNotFoundError
 
 __all__ = [
     "BAD_NAMES",
@@ -454,6 +454,21 @@ class BackendContract:
         backend.put("destination", b"a much longer old object")
         backend.copy("source", "destination")
         assert read_all(backend, "destination") == b"short"
+
+    def test_copy_if_match_holds_only_for_the_current_etag(self, backend: Backend) -> None:
+        """A conditional copy succeeds on the current etag and refuses a stale one."""
+        first = backend.put("cond", b"one", metadata={"v": "1"})
+        if first.etag is None:  # no etags: conditional copies are refused outright
+            with pytest.raises(BackendError):
+                backend.copy("cond", "cond", metadata={"v": "2"}, if_match="anything")
+            return
+        backend.put("cond", b"two", metadata={"v": "1"})
+        with pytest.raises(ObjectChangedError):
+            backend.copy("cond", "cond", metadata={"v": "2"}, if_match=first.etag)
+        assert read_all(backend, "cond") == b"two"
+        current = backend.head("cond").etag
+        backend.copy("cond", "cond", metadata={"v": "3"}, if_match=current)
+        assert dict(backend.head("cond").metadata) == {"v": "3"}
 
     def test_copy_of_a_missing_source_raises(self, backend: Backend) -> None:
         """Copying an absent object raises ObjectNotFoundError naming it, and creates nothing."""

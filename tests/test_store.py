@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -363,3 +363,38 @@ def test_download_streams_into_a_file(
     sink = io.BytesIO()
     assert lenient.download("legacy", sink) == 9
     assert sink.getvalue() == b"old bytes"
+
+
+def test_rewrap_never_pairs_a_new_body_with_an_old_header(
+    managed: sealstore.ManagedKeys,
+) -> None:
+    """If a writer replaces the object between a rewrap's read and its write, the rewrap fails
+    and the writer's object stays readable."""
+    inner = MemoryBackend()
+    store = sealstore.EncryptedStore(inner, managed)
+    store.put("obj", b"first")
+    managed.rotate()
+
+    class RacingBackend:
+        keeps_metadata = True
+        put = staticmethod(inner.put)
+        get = staticmethod(inner.get)
+        head = staticmethod(inner.head)
+        delete = staticmethod(inner.delete)
+        list = staticmethod(inner.list)
+
+        def copy(
+            self,
+            source: str,
+            destination: str,
+            *,
+            metadata: Mapping[str, str] | None = None,
+            if_match: str | None = None,
+        ) -> ObjectInfo:
+            store.put("obj", b"second, written meanwhile")  # the concurrent writer
+            return inner.copy(source, destination, metadata=metadata, if_match=if_match)
+
+    racing = sealstore.EncryptedStore(RacingBackend(), managed)
+    with pytest.raises(sealstore.ObjectChangedError):
+        racing.rewrap("obj")
+    assert store.get("obj") == b"second, written meanwhile"

@@ -25,6 +25,7 @@ Every exception derives from :class:`SealstoreError`::
     ├── NotEncryptedError       a stored object was not encrypted by sealstore
     ├── AuditLogError           an audit log cannot be written or read
     └── BackendError            any other failure reported by the storage
+        └── ObjectChangedError  the object changed since it was read (a conditional copy)
 
 Messages say what was expected and what to do. They never contain key material or
 plaintext; encryption-context *keys* may be named, their values never are.
@@ -51,6 +52,7 @@ __all__ = [
     "KeystoreError",
     "KmsError",
     "NotEncryptedError",
+    "ObjectChangedError",
     "ObjectNotFoundError",
     "ProviderMismatchError",
     "RootKeyError",
@@ -214,3 +216,8 @@ class AuditLogError(SealstoreError):
 
 def _names(keys: tuple[str, ...]) -> str:
     return ", ".join(repr(k) for k in keys)
+
+
+class ObjectChangedError(BackendError):
+    """The object changed (its etag differs) since the caller read it: a conditional
+    operation was refused so that it would not undo the other writer's change."""

@@ -459,7 +459,14 @@ class EncryptedStore:
         if located.placement == "detached":
             encoded = base64.b64encode(new_header).decode("ascii")
             if len(encoded) <= MAX_METADATA_HEADER:
-                self.backend.copy(name, name, metadata={METADATA_KEY: _DETACHED + encoded})
+                # Conditional on the etag the header was read with: a body replaced meanwhile
+                # must not be paired with a header rewrapped from the one it replaced.
+                self.backend.copy(
+                    name,
+                    name,
+                    metadata={METADATA_KEY: _DETACHED + encoded},
+                    if_match=located.info.etag,
+                )
                 return True
         with closing(self.backend.get(name, start=located.body_start)) as body:
             metadata = {METADATA_KEY: _INLINE} if self.backend.keeps_metadata else None

@@ -22,6 +22,7 @@ from typing_extensions import assert_type
 import sealstore
 
 PUBLIC_NAMES = {
+    "ObjectChangedError",
     "InvalidKmsRequestError",
     "AwsKms",
     "KeyPolicy",

@@ -104,12 +104,19 @@ class Backend(Protocol):
         ...
 
     def copy(
-        self, source: str, destination: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        source: str,
+        destination: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Copy ``source`` to ``destination`` inside the storage (server-side where it can).
 
         ``metadata`` replaces the copy's metadata when given; ``source`` and ``destination``
-        may be the same name, which rewrites only the metadata.
+        may be the same name, which rewrites only the metadata. With ``if_match`` (an etag
+        from :meth:`head`), the copy happens only if ``source`` still has that etag, else
+        :class:`~sealstore.ObjectChangedError`; a backend without etags refuses it.
         """
         ...
 

@@ -161,12 +161,20 @@ class FileSystemBackend:
         return self._walk(prefix, directory)
 
     def copy(
-        self, source: str, destination: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        source: str,
+        destination: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Copy the bytes of ``source`` to ``destination`` (atomically, like :meth:`put`).
 
-        ``metadata`` is ignored, so copying an object onto itself changes nothing.
+        ``metadata`` is ignored, so copying an object onto itself changes nothing. This
+        backend keeps no etags, so it refuses ``if_match``.
         """
+        if if_match is not None:
+            raise BackendError(f"{self!r} keeps no etags: a copy conditional on one cannot be made")
         check_name(destination)
         if source == destination:
             return self.head(source)

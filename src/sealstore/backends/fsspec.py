@@ -201,12 +201,20 @@ class FsspecBackend:
         )
 
     def copy(
-        self, source: str, destination: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        source: str,
+        destination: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Copy ``source`` to ``destination`` with ``fs.cp_file`` (server-side where it can).
 
-        ``metadata`` is ignored, so copying an object onto itself changes nothing.
+        ``metadata`` is ignored, so copying an object onto itself changes nothing. This
+        backend keeps no etags, so it refuses ``if_match``.
         """
+        if if_match is not None:
+            raise BackendError(f"{self!r} keeps no etags: a copy conditional on one cannot be made")
         path = self._path(destination)
         self.head(source)
         if source == destination:

@@ -14,7 +14,7 @@ import attrs
 from sealstore.backends import ObjectInfo, Readable, ReadableStream
 from sealstore.backends._names import check_name, shown
 from sealstore.backends._streams import check_range, pieces
-from sealstore.errors import ObjectNotFoundError
+from sealstore.errors import ObjectChangedError, ObjectNotFoundError
 
 __all__ = ["MAX_METADATA_SIZE", "MemoryBackend"]
 
@@ -123,9 +123,17 @@ class MemoryBackend:
         return iter(sorted(found, key=lambda info: info.name))
 
     def copy(
-        self, source: str, destination: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        source: str,
+        destination: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
-        """Copy ``source`` to ``destination``; ``metadata`` replaces the copy's when given."""
+        """Copy ``source`` to ``destination``; ``metadata`` replaces the copy's when given.
+
+        With ``if_match``, only while ``source``'s etag is still that one.
+        """
         check_name(source)
         check_name(destination)
         kept = None if metadata is None else check_metadata(metadata)
@@ -133,6 +141,10 @@ class MemoryBackend:
             original = self._objects.get(source)
             if original is None:
                 raise self._missing(source)
+            if if_match is not None and original.info(source).etag != if_match:
+                raise ObjectChangedError(
+                    f"{shown(source)} changed since it was read; the copy was not made"
+                )
             if source == destination and kept is None:
                 return original.info(source)
             copied = attrs.evolve(

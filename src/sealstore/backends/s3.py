@@ -55,6 +55,7 @@ from sealstore.backends.memory import MAX_METADATA_SIZE, check_metadata
 from sealstore.errors import (
     BackendError,
     InvalidNameError,
+    ObjectChangedError,
     ObjectNotFoundError,
 )
 
@@ -301,7 +302,12 @@ class S3Backend:
         return self._infos(entries)
 
     def copy(
-        self, source: str, destination: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        source: str,
+        destination: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Copy ``source`` to ``destination`` on the server; new ``metadata`` replaces the old.
 
@@ -313,6 +319,10 @@ class S3Backend:
         destination_key = self._key(destination)
         replacement = None if metadata is None else _check_metadata(metadata)
         original = self._head(source, source_key, "CopyObject")
+        if if_match is not None and original.etag != if_match:
+            raise ObjectChangedError(
+                f"{shown(source)} in {self._where} changed since it was read; the copy was not made"
+            )
         if source == destination and replacement is None:
             return original
         kept = dict(original.metadata) if replacement is None else replacement
@@ -645,6 +655,10 @@ class S3Backend:
             return ObjectNotFoundError(f"no object named {shown(name)} in {self._where}")
         if code == "NoSuchBucket":
             return self._no_bucket(operation, name)
+        if code == "PreconditionFailed":
+            return ObjectChangedError(
+                f"{failed}: the object changed while it was being copied; read it again"
+            )
         if code == "KeyTooLongError":
             return InvalidNameError(
                 f"invalid object name {shown(name)}: the server refuses the key as too long "
