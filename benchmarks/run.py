@@ -46,11 +46,12 @@ from typing_extensions import Buffer
 
 import sealstore
 from sealstore.keys.kms import BucketKeyPolicy
-from sealstore.kms import DataKey, KmsClient
 
 # `python benchmarks/run.py` puts benchmarks/ on the module path, not the repository root,
 # where the benchmarks package and the test suite's server helpers are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.kms_fakes import CountingKms
 
 from benchmarks import store
 from benchmarks.measure import (
@@ -669,41 +670,6 @@ def bench_random(sizes: Sizes) -> Group:
 # --------------------------------------------------------------------------- 6. KMS
 
 
-class CountingKms:
-    """Forwards to a KMS client and counts generate and decrypt calls."""
-
-    def __init__(self, inner: KmsClient) -> None:
-        self.inner = inner
-        self.generate = 0
-        self.decrypt_calls = 0
-
-    def generate_data_key(
-        self, key_id: str, context: Mapping[str, str], *, principal: str
-    ) -> DataKey:
-        self.generate += 1
-        return self.inner.generate_data_key(key_id, context, principal=principal)
-
-    def decrypt(
-        self, key_id: str, blob: bytes, context: Mapping[str, str], *, principal: str
-    ) -> bytes:
-        self.decrypt_calls += 1
-        return self.inner.decrypt(key_id, blob, context, principal=principal)
-
-    def reencrypt(
-        self,
-        key_id: str,
-        blob: bytes,
-        context: Mapping[str, str],
-        new_key_id: str,
-        *,
-        principal: str,
-    ) -> tuple[str, bytes]:
-        return self.inner.reencrypt(key_id, blob, context, new_key_id, principal=principal)
-
-    def default_key_id(self, *, principal: str) -> str:
-        return self.inner.default_key_id(principal=principal)
-
-
 def bench_kms(sizes: Sizes) -> Group:
     count = sizes.kms_objects
     plaintext = os.urandom(KiB)
@@ -726,7 +692,7 @@ def bench_kms(sizes: Sizes) -> Group:
             rows.append(
                 Row(
                     f"generate calls, {count:,} encrypts, {label}",
-                    kms.generate,
+                    kms.calls["generate"],
                     "calls",
                     target=goal,
                 )
@@ -734,7 +700,7 @@ def bench_kms(sizes: Sizes) -> Group:
             rows.append(
                 Row(
                     f"decrypt calls, {count:,} decrypts, {label}",
-                    kms.decrypt_calls,
+                    kms.calls["decrypt"],
                     "calls",
                     target=goal,
                 )
