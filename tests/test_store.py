@@ -398,3 +398,78 @@ def test_rewrap_never_pairs_a_new_body_with_an_old_header(
     with pytest.raises(sealstore.ObjectChangedError):
         racing.rewrap("obj")
     assert store.get("obj") == b"second, written meanwhile"
+
+
+def test_open_checks_the_context_and_the_name(
+    store: sealstore.EncryptedStore, backend: Backend
+) -> None:
+    """open() refuses another expected context, and a moved object even with the right one."""
+    store.put("a", b"secret of a", context={"tenant": "acme"})
+    with pytest.raises(sealstore.ContextMismatchError):
+        store.open("a", context={"tenant": "evil"})
+    assert store.open("a", context={"tenant": "acme"}).read() == b"secret of a"
+    backend.copy("a", "b")
+    with pytest.raises(sealstore.ContextMismatchError):
+        store.open("b", context={"tenant": "acme"})
+
+
+def test_copy_refuses_a_source_moved_at_the_backend(
+    store: sealstore.EncryptedStore, backend: Backend
+) -> None:
+    """copy() does not turn ciphertext moved at the backend into a valid object."""
+    store.put("a", b"secret of a")
+    backend.copy("a", "b")
+    with pytest.raises(sealstore.ContextMismatchError):
+        store.copy("b", "c")
+    assert [head.name for head in store.list()] == ["a", "b"]
+
+
+def test_inline_rewrap_never_pairs_a_new_body_with_an_old_header(
+    managed: sealstore.ManagedKeys, tmp_path: Path
+) -> None:
+    """An object replaced during an inline rewrap is left as its writer left it."""
+    inner = FileSystemBackend(tmp_path / "objects")
+    store = sealstore.EncryptedStore(inner, managed)
+    store.put("obj", b"first")
+    managed.rotate()
+
+    class RacingBackend:
+        keeps_metadata = False
+        put = staticmethod(inner.put)
+        head = staticmethod(inner.head)
+        delete = staticmethod(inner.delete)
+        list = staticmethod(inner.list)
+        copy = staticmethod(inner.copy)
+        raced = False
+
+        def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
+            if end is None and not self.raced:  # the rewrap's read of the whole object
+                self.raced = True
+                store.put("obj", b"second, written meanwhile")
+            return inner.get(name, start=start, end=end)
+
+    racing = sealstore.EncryptedStore(RacingBackend(), managed)
+    with pytest.raises(sealstore.ObjectChangedError):
+        racing.rewrap("obj")
+    assert store.get("obj") == b"second, written meanwhile"
+
+
+def test_damaged_objects_do_not_stop_listing_or_bulk_operations(
+    store: sealstore.EncryptedStore, backend: Backend
+) -> None:
+    """list() reports an unreadable header; bulk operations do the rest, then say so."""
+    store.put("p/good", b"fine")
+    if backend.keeps_metadata:
+        backend.put("p/bad", b"body", metadata={METADATA_KEY: "detached:not base64!"})
+    else:
+        backend.put("p/bad", b"SEAL\x07" + bytes(20))
+    backend.put("p/plain", b"legacy")
+    heads = {head.name: head for head in store.list("p/")}
+    assert heads["p/bad"].problem is not None
+    assert heads["p/good"].problem is None
+    with pytest.raises(sealstore.FormatError, match="p/bad"):
+        store.encrypt_existing("p/")
+    assert store.get("p/plain") == b"legacy"
+    with pytest.raises(sealstore.FormatError, match="p/bad"):
+        store.rewrap(prefix="p/")
+    assert store.get("p/good") == b"fine"

@@ -34,6 +34,7 @@ from sealstore.errors import (
     InvalidContextError,
     InvalidKeyError,
     NotEncryptedError,
+    ObjectChangedError,
     ProviderMismatchError,
 )
 from sealstore.header import (
@@ -100,6 +101,9 @@ class ObjectHead:
     placement: Placement | None = None
     etag: str | None = None
     version_id: str | None = None
+    problem: str | None = None
+    """Set (by :meth:`EncryptedStore.list`) when the object's header cannot be read: the
+    object cannot be read either until it is repaired or restored."""
 
 
 @attrs.frozen
@@ -192,9 +196,12 @@ class EncryptedStore:
         located = self._locate(source)
         header = self._require_encrypted(source, located)
         provider = self._reader_for(source, header, source_keys)
+        # The source must be bound to its own name: a copy must not launder ciphertext that
+        # was moved at the backend into a valid object.
+        expected = self._expected(source, header, None)
         if context is None:
             context = _user_context(header.context)
-        with self._open_located(source, located, provider, header) as plaintext:
+        with self._open_located(source, located, provider, expected) as plaintext:
             return self.put(destination, plaintext, keys=keys, context=context)
 
     def delete(self, name: str) -> None:
@@ -256,8 +263,7 @@ class EncryptedStore:
         located = self._locate(name)
         header = self._require_encrypted(name, located)
         provider = self._reader_for(name, header, keys)
-        self._expected(name, header, context)
-        return self._open_located(name, located, provider, header)
+        return self._open_located(name, located, provider, self._expected(name, header, context))
 
     def head(self, name: str, *, keys: KeyProvider | None = None) -> ObjectHead:
         """What the header says of ``name``, without decrypting its body.
@@ -273,7 +279,21 @@ class EncryptedStore:
     def list(self, prefix: str = "") -> Iterator[ObjectHead]:
         """Every object under ``prefix``, encrypted or not, in name order."""
         for info in self.backend.list(prefix):
-            yield _describe(info.name, self._locate(info.name, info))
+            yield self._listed(info)
+
+    def _listed(self, info: ObjectInfo) -> ObjectHead:
+        try:
+            located = self._locate(info.name, info)
+        except FormatError as error:  # one damaged object must not hide the others
+            return ObjectHead(
+                name=info.name,
+                encrypted=True,
+                stored_size=info.size,
+                etag=info.etag,
+                version_id=info.version_id,
+                problem=str(error),
+            )
+        return _describe(info.name, located)
 
     # ------------------------------------------------------------------ key management
 
@@ -295,15 +315,21 @@ class EncryptedStore:
         """
         if (name is None) == (prefix is None):
             raise ValueError("give either a name or a prefix")
-        names = (
-            [name] if name is not None else [info.name for info in self.backend.list(prefix or "")]
-        )
+        if name is not None:
+            return int(self._rewrap_one(name, keys, source_keys))
         done = 0
-        for each in names:
-            if self._rewrap_one(each, keys, source_keys):
+        unreadable: list[str] = []
+        for info in list(self.backend.list(prefix or "")):
+            try:
+                rewrapped = self._rewrap_one(info.name, keys, source_keys)
+            except FormatError:
+                unreadable.append(info.name)
+                continue
+            if rewrapped:
                 done += 1
                 if progress is not None:
-                    progress(done, each)
+                    progress(done, info.name)
+        _report_unreadable(unreadable, "rewrapped")
         return done
 
     def encrypt_existing(self, prefix: str = "", *, progress: Progress | None = None) -> int:
@@ -312,14 +338,20 @@ class EncryptedStore:
         Returns the number of objects encrypted. Each replacement is atomic on the backend.
         """
         done = 0
+        unreadable: list[str] = []
         for info in list(self.backend.list(prefix)):
-            if self._locate(info.name, info).header is not None:
+            try:
+                if self._locate(info.name, info).header is not None:
+                    continue
+            except FormatError:
+                unreadable.append(info.name)
                 continue
             with closing(self.backend.get(info.name)) as plaintext:
                 self.put(info.name, plaintext)
             done += 1
             if progress is not None:
                 progress(done, info.name)
+        _report_unreadable(unreadable, "encrypted")
         return done
 
     # ------------------------------------------------------------------ internals
@@ -433,11 +465,16 @@ class EncryptedStore:
         return copied
 
     def _open_located(
-        self, name: str, located: _Located, provider: KeyProvider, header: Header
+        self,
+        name: str,
+        located: _Located,
+        provider: KeyProvider,
+        expected: Mapping[str, str] | None,
     ) -> DecryptedReader:
+        """A reader over a located object; ``expected`` comes from :meth:`_expected`."""
         source = _RangedSource(self.backend, name, located.info.size)
         source.seek(located.body_start)
-        return open_decrypted(source, provider, header=header.encode())
+        return open_decrypted(source, provider, context=expected, header=located.header_bytes)
 
     def _rewrap_one(
         self, name: str, keys: KeyProvider | None, source_keys: KeyProvider | None
@@ -468,13 +505,29 @@ class EncryptedStore:
                     if_match=located.info.etag,
                 )
                 return True
-        with closing(self.backend.get(name, start=located.body_start)) as body:
+        # One stream from the start: its header must still be the one unwrapped above, so a
+        # body written meanwhile by someone else is never paired with this object's data key.
+        with closing(self.backend.get(name)) as stream:
+            if _read_up_to(stream, header.size) != located.header_bytes:
+                raise ObjectChangedError(
+                    f"{name!r} changed while it was being rewrapped; it was left as it is"
+                )
             metadata = {METADATA_KEY: _INLINE} if self.backend.keeps_metadata else None
-            self.backend.put(name, _Chain(new_header, body), metadata=metadata)
+            self.backend.put(name, _Chain(new_header, stream), metadata=metadata)
         return True
 
     def __repr__(self) -> str:
         return f"EncryptedStore({self.backend!r}, {self.keys!r})"
+
+
+def _report_unreadable(names: list[str], verb: str) -> None:
+    """After a bulk operation that went past objects with unreadable headers, say so."""
+    if names:
+        shown = ", ".join(repr(name) for name in names[:5]) + (", ..." if len(names) > 5 else "")
+        raise FormatError(
+            f"{len(names)} object(s) have headers that cannot be read and were not {verb}: "
+            f"{shown}; every other object was processed (list() shows each one's problem)"
+        )
 
 
 def _parse_detached(header_bytes: bytes) -> Header:
