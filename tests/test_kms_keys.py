@@ -6,6 +6,7 @@ import io
 import math
 import os
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from sealstore.keys.kms import (
     decode_key_ref,
     encode_key_ref,
 )
+from sealstore.kms.policy import KeyOperation
 from tests.kms_fakes import CountingKms, MemoryKms
 
 
@@ -98,13 +100,29 @@ def test_bucket_keys_bound_kms_calls_by_object_count(kms: CountingKms, max_objec
     assert kms.contexts[0] == dict(BUCKET_KEY_CONTEXT)
 
 
-def test_writer_reads_its_own_bucket_key_without_the_kms(kms: CountingKms) -> None:
-    """The writing provider caches its bucket key, so reading back costs no KMS call."""
+def test_reading_back_a_bucket_key_asks_the_kms_once(kms: CountingKms) -> None:
+    """The writer's bucket key is not served from memory to readers: the KMS decides (once)."""
     keys = sealstore.KmsKeys(kms, key_id="k1", bucket_key=True)
-    blob = sealstore.encrypt(b"x", keys)
-    assert sealstore.decrypt(blob, keys) == b"x"
-    assert kms.calls["decrypt"] == 0
-    assert decode_key_ref(parse_header(blob).key_ref)[0] == BUCKET_KEY
+    blobs = [sealstore.encrypt(b"x", keys) for _ in range(3)]
+    assert all(sealstore.decrypt(blob, keys) == b"x" for blob in blobs)
+    assert kms.calls["decrypt"] == 1
+    assert decode_key_ref(parse_header(blobs[0]).key_ref)[0] == BUCKET_KEY
+
+
+def test_write_only_principal_cannot_read_through_bucket_keys(tmp_path: Path) -> None:
+    """A principal allowed to generate but not to decrypt cannot read what it wrote."""
+    kms = sealstore.LocalKms(
+        tmp_path / "kms",
+        root_key=sealstore.RootKey.from_bytes(os.urandom(32)),
+        audit=sealstore.MemoryAuditSink(),
+    )
+    key_id = kms.create_key(principal="admin").key_id
+    policy = sealstore.KeyPolicy.owner("admin").grant(KeyOperation.GENERATE, "writer")
+    kms.put_key_policy(key_id, policy, principal="admin")
+    writer = sealstore.KmsKeys(kms, key_id=key_id, principal="writer", bucket_key=True)
+    blob = sealstore.encrypt(b"log line", writer)
+    with pytest.raises(sealstore.AccessDeniedError):
+        sealstore.decrypt(blob, writer)
 
 
 def test_bucket_key_is_replaced_when_too_old(kms: CountingKms) -> None:

@@ -209,7 +209,8 @@ class KmsKeys:
                 key_ref = encode_key_ref(BUCKET_KEY, kms_key.key_id, kms_key.blob)
                 current = _BucketKey(kms_key, key_ref, _aead.KeyWrapper(kms_key.plaintext), now)
                 state.current = current
-                self._cache_put(policy, key_ref, current.wrapper, now)
+                # Not put in the read cache: reading back must be allowed (and audited) by the
+                # KMS's decrypt, even for the principal that wrote.
             current.objects += 1
             return current.key_ref, current.wrapper
 
