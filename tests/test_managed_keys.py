@@ -872,3 +872,20 @@ def test_mode_is_managed() -> None:
     """ManagedKeys serves the managed mode."""
     assert ManagedKeys.mode is Mode.MANAGED
     assert ManagedKeys(MemoryKeyringStore()).mode is sealstore.Mode.MANAGED
+
+
+def test_forged_versions_do_not_make_every_read_reload_the_keyring(clock: FakeClock) -> None:
+    """Headers naming unknown versions reload the keyring at most once a second."""
+    store = CountingStore(MemoryKeyringStore())
+    keys = ManagedKeys(store, clock=clock)
+    blob = sealstore.encrypt(b"x", keys)
+    before = store.loads
+    for number in range(1000):
+        forged = with_key_ref(blob, f"v{number:06d}-forged00".encode())
+        with pytest.raises(sealstore.KeyNotFoundError):
+            sealstore.decrypt(forged, keys)
+    assert store.loads - before <= 1
+    clock.advance(timedelta(seconds=1))
+    with pytest.raises(sealstore.KeyNotFoundError):
+        sealstore.decrypt(with_key_ref(blob, b"v999999-forged00"), keys)
+    assert store.loads - before == 2

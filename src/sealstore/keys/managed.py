@@ -421,15 +421,20 @@ def _non_empty(_instance: object, _attribute: attrs.Attribute[str], value: str) 
         raise ValueError("ManagedKeys.principal must be a non-empty str")
 
 
+_UNKNOWN_RELOAD_INTERVAL: Final = timedelta(seconds=1)
+"""Reloads of the keyring for headers naming an unknown version are at most this frequent."""
+
+
 class _State:
     """The mutable part of a ManagedKeys: the keyring as last read, and the wrap lease."""
 
-    __slots__ = ("lease_left", "lease_version", "loaded_at", "lock", "ring")
+    __slots__ = ("lease_left", "lease_version", "loaded_at", "lock", "ring", "unknown_reload_at")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.ring: _Keyring | None = None
         self.loaded_at = datetime.min.replace(tzinfo=timezone.utc)
+        self.unknown_reload_at = datetime.min.replace(tzinfo=timezone.utc)
         self.lease_version = ""
         self.lease_left = 0
 
@@ -678,13 +683,18 @@ class ManagedKeys:
         now = self._now()
         state = self._state
         ring = state.ring
+        unknown = ring is not None and version not in ring.by_id
         if (
             ring is None
-            or version not in ring.by_id
-            or now - state.loaded_at >= (self.rotation.reload_after)
+            or now - state.loaded_at >= self.rotation.reload_after
+            or (unknown and now - state.unknown_reload_at >= _UNKNOWN_RELOAD_INTERVAL)
         ):
-            # Unknown here may be new elsewhere: read the store again before failing.
+            # Unknown here may be new elsewhere: read the store again before failing, but at
+            # most once a second for unknown versions, so forged headers cannot make every
+            # read reload (and lock) the keyring.
             with state.lock:
+                if unknown:
+                    state.unknown_reload_at = now
                 ring = self._reload(now)
         entry = None if ring is None else ring.by_id.get(version)
         if ring is None or entry is None:
