@@ -82,9 +82,11 @@ def test_stale_temporaries_are_removed_by_the_next_update(tmp_path: Path, root: 
     """Temporary files left by a killed writer are removed by the next update."""
     doc = SealedFile(tmp_path / "doc", root, b"p")
     doc.update(lambda old: b"v1")
-    (tmp_path / ".doc.abc123").write_bytes(b"left by a crash")
+    (tmp_path / ".doc.tmp-abc123").write_bytes(b"left by a crash")
+    (tmp_path / ".doc.new.tmp-xyz").write_bytes(b"another document's write in progress")
     doc.update(lambda old: b"v2")
-    assert not (tmp_path / ".doc.abc123").exists()
+    assert not (tmp_path / ".doc.tmp-abc123").exists()
+    assert (tmp_path / ".doc.new.tmp-xyz").exists()
     assert doc.read() == b"v2"
 
 

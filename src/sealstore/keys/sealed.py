@@ -35,6 +35,9 @@ _MAGIC: Final = b"SLKS"
 _VERSION: Final = 1
 _SALT_SIZE: Final = 16
 _PREFIX_SIZE: Final = 4 + 1 + 3 + _SALT_SIZE
+_TEMPORARY: Final = ".tmp-"
+"""Temporary copies of ``name`` are ``.{name}.tmp-<random>``: exact enough that the cleanup
+of one document never matches another's (``keyring`` and ``keyring.new`` side by side)."""
 MAX_DOCUMENT_SIZE: Final = 64 << 20
 """A sealed document larger than this is refused as corrupt rather than read."""
 
@@ -94,7 +97,7 @@ class SealedFile:
     def _remove_stale_temporaries(self) -> None:
         # Temporary files are only created under the lock, which this process now holds:
         # any that exist were left by a writer that died before renaming its file.
-        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*"):
+        for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}{_TEMPORARY}*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
 
@@ -138,7 +141,7 @@ class SealedFile:
     def _write(self, data: bytes) -> None:
         directory = self.path.parent
         try:
-            fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+            fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}{_TEMPORARY}", dir=directory)
             try:
                 with os.fdopen(fd, "wb") as file:
                     file.write(data)
