@@ -22,6 +22,7 @@ from botocore.stub import Stubber
 
 import sealstore
 from sealstore.audit import AuditEvent, Operation, Outcome
+from sealstore.backends import S3Backend
 from sealstore.kms import DataKey, KmsClient
 from sealstore.kms.aws import DEFAULT_ALIAS, AwsKms
 from tests.servers import ServerStartError, free_ports, running_server
@@ -631,3 +632,29 @@ def test_running_server_reports_early_exit(tmp_path: Path) -> None:
     ):
         pytest.fail("the block must not run")
     assert str(caught.value).count("cannot bind") == 2
+
+
+@pytest.mark.parametrize("bucket_key", [False, True])
+def test_kms_keys_over_aws_kms_through_a_store_on_s3(
+    client: KMSClient, moto_server: str, bucket_key: bool
+) -> None:
+    """KmsKeys over AwsKms encrypts objects in an S3Backend and reads them back, ranges too."""
+    s3 = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=moto_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    bucket = f"kms-store-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    keys = sealstore.KmsKeys(AwsKms(client), key_id=new_key(client), bucket_key=bucket_key)
+    store = sealstore.EncryptedStore(S3Backend(s3, bucket), keys)
+    plaintext = os.urandom(100_000)
+    head = store.put("reports/q3.bin", plaintext, context={"tenant": "acme"})
+    assert head.key_id is not None
+    assert head.key_id.startswith("arn:aws:kms:")
+    assert store.get("reports/q3.bin", context={"tenant": "acme"}) == plaintext
+    with store.open("reports/q3.bin") as reader:
+        reader.seek(70_000)
+        assert reader.read(10) == plaintext[70_000:70_010]
