@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -26,6 +28,21 @@ def tests(session: nox.Session) -> None:
         "--cov-branch",
         "--cov-report=term",
         *session.posargs,
+    )
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The property tests with many times more examples (SEALSTORE_FUZZ_SCALE, default 50)."""
+    session.install("-e", ".", *_group("test"))
+    scale = os.environ.get("SEALSTORE_FUZZ_SCALE") or "50"
+    session.run(
+        "pytest",
+        "tests/test_properties.py",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"SEALSTORE_FUZZ_SCALE": scale},
     )
 
 

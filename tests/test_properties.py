@@ -31,9 +31,11 @@ SEALED_CHUNK = CHUNK + 16
 KEYS = sealstore.CustomerKeys(os.urandom(32))
 
 # Every property runs a bounded number of examples, so the file stays fast on two cores.
-FEW = settings(max_examples=50, deadline=None)
-SOME = settings(max_examples=100, deadline=None)
-MANY = settings(max_examples=200, deadline=None)
+# ``nox -s fuzz`` multiplies the example counts (SEALSTORE_FUZZ_SCALE) for a long run.
+SCALE = max(1, int(os.environ.get("SEALSTORE_FUZZ_SCALE", "1")))
+FEW = settings(max_examples=50 * SCALE, deadline=None)
+SOME = settings(max_examples=100 * SCALE, deadline=None)
+MANY = settings(max_examples=200 * SCALE, deadline=None)
 
 # --- strategies --------------------------------------------------------------------------
 
