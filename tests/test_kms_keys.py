@@ -229,3 +229,10 @@ def test_repr_hides_key_material(kms: CountingKms) -> None:
     state = keys._state.current
     assert state is not None
     assert state.data_key.plaintext.hex() not in text
+
+
+@pytest.mark.parametrize("principal", ["", "*", "x" * 300, "tab\there"])
+def test_unusable_principals_are_refused_at_construction(principal: str) -> None:
+    """A principal no KMS could name is refused when the provider is made, not at first use."""
+    with pytest.raises(sealstore.InvalidKmsRequestError):
+        sealstore.KmsKeys(MemoryKms(), principal=principal)

@@ -29,6 +29,7 @@ from sealstore import _aead
 from sealstore.errors import FormatError, InvalidKeyError
 from sealstore.header import Header, Mode, key_binding
 from sealstore.kms import DataKey, KmsClient
+from sealstore.kms.policy import check_principal
 
 __all__ = ["BUCKET_KEY_CONTEXT", "BucketKeyPolicy", "KmsKeys"]
 
@@ -143,7 +144,7 @@ class KmsKeys:
 
     client: KmsClient
     key_id: str | None = None
-    principal: str = "default"
+    principal: str = attrs.field(default="default", validator=lambda _i, _a, v: check_principal(v))
     bucket_key: BucketKeyPolicy | None = attrs.field(default=None, converter=_bucket_policy)
     clock: Callable[[], datetime] = attrs.field(default=_utc_now, repr=False)
     _state: _BucketState = attrs.field(factory=_BucketState, init=False, repr=False)
