@@ -131,3 +131,9 @@ def storage_error(error: OSError, operation: str, name: str, where: str) -> Exce
         )
     reason = error.strerror or type(error).__name__
     return BackendError(f"cannot {operation} {shown(name)} in {where}: {reason}")
+
+
+def refuse_if_match(backend: object, if_match: str | None) -> None:
+    """For backends without etags: a copy conditional on one cannot be honoured."""
+    if if_match is not None:
+        raise BackendError(f"{backend!r} keeps no etags: a copy conditional on one cannot be made")

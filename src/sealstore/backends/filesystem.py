@@ -33,6 +33,7 @@ from sealstore.backends._names import (
     check_name,
     is_valid_name,
     prefix_directory,
+    refuse_if_match,
     shown,
     storage_error,
 )
@@ -173,8 +174,7 @@ class FileSystemBackend:
         ``metadata`` is ignored, so copying an object onto itself changes nothing. This
         backend keeps no etags, so it refuses ``if_match``.
         """
-        if if_match is not None:
-            raise BackendError(f"{self!r} keeps no etags: a copy conditional on one cannot be made")
+        refuse_if_match(self, if_match)
         check_name(destination)
         if source == destination:
             return self.head(source)

@@ -19,6 +19,7 @@ from sealstore.backends._names import (
     check_name,
     is_valid_name,
     prefix_directory,
+    refuse_if_match,
     shown,
     storage_error,
 )
@@ -213,12 +214,11 @@ class FsspecBackend:
         ``metadata`` is ignored, so copying an object onto itself changes nothing. This
         backend keeps no etags, so it refuses ``if_match``.
         """
-        if if_match is not None:
-            raise BackendError(f"{self!r} keeps no etags: a copy conditional on one cannot be made")
+        refuse_if_match(self, if_match)
         path = self._path(destination)
-        self.head(source)
+        original = self.head(source)
         if source == destination:
-            return self.head(source)
+            return original
         temporary = self._temporary()
         try:
             with self._seam("copy", source):

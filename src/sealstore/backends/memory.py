@@ -6,7 +6,7 @@ import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Final, final
 
 import attrs
@@ -14,6 +14,7 @@ import attrs
 from sealstore.backends import ObjectInfo, Readable, ReadableStream
 from sealstore.backends._names import check_name, shown
 from sealstore.backends._streams import check_range, pieces
+from sealstore.clock import utc_now
 from sealstore.errors import ObjectChangedError, ObjectNotFoundError
 
 __all__ = ["MAX_METADATA_SIZE", "MemoryBackend"]
@@ -22,10 +23,6 @@ MAX_METADATA_SIZE: Final = 2048
 """The most metadata one object may carry: keys plus values, in bytes (S3's own limit)."""
 
 _KEY_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @attrs.frozen
@@ -63,7 +60,7 @@ class MemoryBackend:
     ['notes/today.txt']
     """
 
-    def __init__(self, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._objects: dict[str, _Stored] = {}

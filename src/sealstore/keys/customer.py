@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import ClassVar, final
 
 import attrs
 
 from sealstore import _aead, fingerprint
 from sealstore.audit import AuditEvent, AuditSink, Operation, Outcome
+from sealstore.clock import utc_now
 from sealstore.errors import DecryptionError, FormatError, InvalidKeyError, WrongKeyError
 from sealstore.header import Header, Mode, key_binding
 
@@ -18,10 +19,6 @@ __all__ = ["CustomerKeys"]
 
 _KEY_REF_SIZE = fingerprint.SALT_SIZE + fingerprint.FINGERPRINT_SIZE
 _KEY_ID_LABEL = b"sealstore/v1 customer key id\x00"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _check_key(key: object) -> None:
@@ -64,7 +61,7 @@ class CustomerKeys:
     key: bytes = attrs.field(repr=False)
     audit: AuditSink | None = attrs.field(default=None, kw_only=True)
     principal: str = attrs.field(default="default", kw_only=True)
-    clock: Callable[[], datetime] = attrs.field(default=_utc_now, kw_only=True, repr=False)
+    clock: Callable[[], datetime] = attrs.field(default=utc_now, kw_only=True, repr=False)
     key_id: str = attrs.field(init=False)
     _key_ref: bytes = attrs.field(init=False, repr=False)
     _own_binding: bytes = attrs.field(init=False, repr=False)

@@ -19,13 +19,14 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import ClassVar, Final, final
 
 import attrs
 
 from sealstore import _aead
+from sealstore.clock import utc_now
 from sealstore.errors import FormatError, InvalidKeyError
 from sealstore.header import Header, Mode, key_binding
 from sealstore.kms import DataKey, KmsClient
@@ -40,10 +41,6 @@ BUCKET_KEY_CONTEXT: Final[Mapping[str, str]] = MappingProxyType({"sealstore:purp
 MAX_KEY_ID_SIZE: Final = 2048
 MAX_BLOB_SIZE: Final = 1024
 _U16 = struct.Struct(">H")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @attrs.frozen
@@ -146,7 +143,7 @@ class KmsKeys:
     key_id: str | None = None
     principal: str = attrs.field(default="default", validator=lambda _i, _a, v: check_principal(v))
     bucket_key: BucketKeyPolicy | None = attrs.field(default=None, converter=_bucket_policy)
-    clock: Callable[[], datetime] = attrs.field(default=_utc_now, repr=False)
+    clock: Callable[[], datetime] = attrs.field(default=utc_now, repr=False)
     _state: _BucketState = attrs.field(factory=_BucketState, init=False, repr=False)
 
     def wrap_data_key(

@@ -42,6 +42,7 @@ import attrs
 
 from sealstore import _aead
 from sealstore.audit import AuditEvent, AuditSink, Operation, Outcome
+from sealstore.clock import utc_now
 from sealstore.errors import (
     DecryptionError,
     FormatError,
@@ -77,10 +78,6 @@ _MAX_WRAPS_LIMIT: Final = 1 << 32
 _MAX_BLOCK: Final = 1 << 20
 _NO_KEYRING: Final = "managed"
 """The audit key id used when no keyring exists yet."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class VersionState(str, enum.Enum):
@@ -465,7 +462,7 @@ class ManagedKeys:
 
     store: KeyringStore
     rotation: RotationPolicy = attrs.field(default=RotationPolicy(), kw_only=True)
-    clock: Callable[[], datetime] = attrs.field(default=_utc_now, kw_only=True)
+    clock: Callable[[], datetime] = attrs.field(default=utc_now, kw_only=True)
     audit: AuditSink | None = attrs.field(default=None, kw_only=True)
     principal: str = attrs.field(default="sealstore", kw_only=True, validator=_non_empty)
     _state: _State = attrs.field(init=False, factory=_State)

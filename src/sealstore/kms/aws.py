@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, final
 
 import attrs
 
 from sealstore.audit import AuditEvent, AuditSink, Operation, Outcome
+from sealstore.clock import utc_now
 from sealstore.errors import (
     AccessDeniedError,
     DecryptionError,
@@ -75,10 +76,6 @@ class KmsApi(Protocol):
     def schedule_key_deletion(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _check_alias(_instance: object, _attribute: object, value: str) -> None:
     if not isinstance(value, str) or not value.startswith("alias/") or value == "alias/":
         raise ValueError("default_alias must be an AWS KMS alias name such as 'alias/app/key'")
@@ -122,7 +119,7 @@ class AwsKms:
     client: KmsApi = attrs.field(repr=False)
     default_alias: str = attrs.field(default=DEFAULT_ALIAS, kw_only=True, validator=_check_alias)
     audit: AuditSink | None = attrs.field(default=None, kw_only=True, repr=False)
-    clock: Callable[[], datetime] = attrs.field(default=_utc_now, kw_only=True, repr=False)
+    clock: Callable[[], datetime] = attrs.field(default=utc_now, kw_only=True, repr=False)
 
     def generate_data_key(
         self, key_id: str, context: Mapping[str, str], *, principal: str

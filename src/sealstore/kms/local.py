@@ -36,6 +36,7 @@ import attrs
 
 from sealstore import _aead
 from sealstore.audit import AuditEvent, AuditSink, JsonlAuditLog, Operation, Outcome
+from sealstore.clock import utc_now
 from sealstore.errors import (
     AccessDeniedError,
     DecryptionError,
@@ -108,10 +109,6 @@ _DESCRIPTION_INVALID: Final = (
 )
 
 # Until the audit operations name alias deletion, it is recorded as an alias change.
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class KeyState(str, enum.Enum):
@@ -337,7 +334,7 @@ class LocalKms:
         path: str | os.PathLike[str],
         *,
         root_key: RootKey,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         audit: AuditSink | None = None,
     ) -> None:
         self._path = Path(path)
@@ -901,7 +898,7 @@ class LocalKms:
         try:
             return self._now()
         except KmsError:  # a broken clock is itself a failure worth recording
-            return _utc_now()
+            return utc_now()
 
 
 def _read_all(fd: int, size: int) -> bytes:
