@@ -455,7 +455,7 @@ def measure_rewrap(
         store.put(name, data)
 
     def rewrap(name: str) -> None:
-        if store.rewrap(name) != 1:
+        if not store.rewrap(name):
             raise AssertionError(f"{name} was not rewrapped")
 
     best = dict.fromkeys(contents, math.inf)

@@ -36,21 +36,6 @@ class MemoryKms:
         master = self._master(key_id)
         return _aead.open_blob(master, blob, key_id.encode() + encode_context(context))
 
-    def reencrypt(
-        self,
-        key_id: str,
-        blob: bytes,
-        context: Mapping[str, str],
-        new_key_id: str,
-        *,
-        principal: str,
-    ) -> tuple[str, bytes]:
-        plaintext = self.decrypt(key_id, blob, context, principal=principal)
-        sealed = _aead.seal_blob(
-            self._master(new_key_id), plaintext, new_key_id.encode() + encode_context(context)
-        )
-        return new_key_id, sealed
-
     def default_key_id(self, *, principal: str) -> str:
         if "default" not in self.keys:
             self.create_key("default")
@@ -84,18 +69,6 @@ class CountingKms:
         self.calls["decrypt"] += 1
         self.contexts.append(dict(context))
         return self.inner.decrypt(key_id, blob, context, principal=principal)
-
-    def reencrypt(
-        self,
-        key_id: str,
-        blob: bytes,
-        context: Mapping[str, str],
-        new_key_id: str,
-        *,
-        principal: str,
-    ) -> tuple[str, bytes]:
-        self.calls["reencrypt"] += 1
-        return self.inner.reencrypt(key_id, blob, context, new_key_id, principal=principal)
 
     def default_key_id(self, *, principal: str) -> str:
         self.calls["default_key_id"] += 1

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from sealstore._io import GuardedStream
 from sealstore.backends import Backend, FileSystemBackend, FsspecBackend, MemoryBackend
-from sealstore.backends._names import check_name
-from sealstore.backends._streams import RangeReader
+from sealstore.backends._rules import check_name
 from sealstore.backends.filesystem import TEMPORARY_PREFIX
 from sealstore.backends.memory import MAX_METADATA_SIZE
 from sealstore.errors import BackendError, InvalidNameError, ObjectNotFoundError
@@ -391,7 +391,7 @@ class _BrokenSource:
 
 def test_range_streams_translate_storage_errors() -> None:
     """I/O errors met while reading or closing a range stream become BackendErrors."""
-    stream = RangeReader(
+    stream = GuardedStream(
         _BrokenSource(), 10, translate=lambda error: BackendError(f"cannot read: {error}")
     )
     with pytest.raises(BackendError):
@@ -399,6 +399,16 @@ def test_range_streams_translate_storage_errors() -> None:
     with pytest.raises(BackendError):
         stream.readinto(bytearray(5))
     with pytest.raises(BackendError):
+        stream.close()
+    assert stream.closed
+
+
+def test_range_streams_let_untranslated_errors_through() -> None:
+    """An error the seam does not translate reaches the caller unchanged."""
+    stream = GuardedStream(_BrokenSource(), None, translate=lambda error: None)
+    with pytest.raises(OSError, match="Input/output error"):
+        stream.read()
+    with pytest.raises(OSError, match="Input/output error"):
         stream.close()
     assert stream.closed
 

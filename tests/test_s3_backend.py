@@ -27,7 +27,7 @@ from botocore.stub import Stubber
 import sealstore
 from sealstore.backends import Backend, ReadableStream
 from sealstore.backends import s3 as s3_module
-from sealstore.backends._names import MAX_NAME_BYTES, is_valid_name
+from sealstore.backends._rules import MAX_NAME_BYTES, is_valid_name
 from sealstore.backends.s3 import (
     DEFAULT_PART_SIZE,
     MAX_METADATA_SIZE,

@@ -250,7 +250,7 @@ def test_rewrap_after_rotation_keeps_the_body(
     bodies = {name: _body(store, backend, name) for name in ("p/a", "p/b")}
     new_version = managed.rotate().id
     seen: list[tuple[int, str]] = []
-    assert store.rewrap(prefix="p/", progress=lambda done, name: seen.append((done, name))) == 2
+    assert store.rewrap_all("p/", progress=lambda done, name: seen.append((done, name))) == 2
     assert seen == [(1, "p/a"), (2, "p/b")]
     for name in ("p/a", "p/b"):
         assert store.head(name).key_version == new_version
@@ -269,7 +269,7 @@ def test_rewrap_of_customer_objects_changes_the_customer_key(
     """Rewrapping with source_keys and new customer keys re-keys without re-encrypting."""
     store.put("c", b"payload", keys=customer)
     new = sealstore.CustomerKeys(os.urandom(32))
-    assert store.rewrap("c", keys=new, source_keys=customer) == 1
+    assert store.rewrap("c", keys=new, source_keys=customer) is True
     assert store.get("c", keys=new) == b"payload"
     with pytest.raises(sealstore.WrongKeyError):
         store.get("c", keys=customer)
@@ -282,6 +282,36 @@ def test_rewrap_cannot_change_the_mode(
     store.put("m", b"x")
     with pytest.raises(sealstore.ProviderMismatchError, match="copy"):
         store.rewrap("m", keys=kms_keys)
+
+
+def test_rewrap_of_a_plaintext_object_does_nothing(
+    backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """rewrap() says False for an object the store did not encrypt, and leaves it as it is;
+    rewrap_all() counts only encrypted objects."""
+    backend.put("plain", b"legacy")
+    store = sealstore.EncryptedStore(backend, managed)
+    store.put("sealed", b"secret")
+    assert store.rewrap("plain") is False
+    assert store.rewrap("sealed") is True
+    assert store.rewrap_all() == 1
+    lenient = sealstore.EncryptedStore(backend, managed, allow_plaintext_reads=True)
+    assert lenient.get("plain") == b"legacy"
+
+
+def test_two_providers_of_one_mode_are_refused(
+    managed: sealstore.ManagedKeys, kms_keys: sealstore.KmsKeys
+) -> None:
+    """A store reads each mode with one provider: a second of the same mode is an error,
+    not silently dropped."""
+    other = sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
+    with pytest.raises(sealstore.InvalidKeyError, match="two ManagedKeys"):
+        sealstore.EncryptedStore(MemoryBackend(), managed, readers=[other])
+    with pytest.raises(sealstore.InvalidKeyError, match="two KmsKeys"):
+        sealstore.EncryptedStore(MemoryBackend(), readers=[kms_keys, kms_keys])
+    store = sealstore.EncryptedStore(MemoryBackend(), managed, readers=[kms_keys])
+    store.put("k", b"x", keys=kms_keys)
+    assert store.get("k") == b"x"
 
 
 def test_plaintext_objects_are_refused_then_migrated(
@@ -471,5 +501,5 @@ def test_damaged_objects_do_not_stop_listing_or_bulk_operations(
         store.encrypt_existing("p/")
     assert store.get("p/plain") == b"legacy"
     with pytest.raises(sealstore.FormatError, match="p/bad"):
-        store.rewrap(prefix="p/")
+        store.rewrap_all("p/")
     assert store.get("p/good") == b"fine"

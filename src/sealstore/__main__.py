@@ -75,7 +75,7 @@ def _tour(root: Path, out: TextIO) -> None:
     new = managed.rotate().id
     kms.rotate_key(orders_key, principal="demo")
     say(f"rotated the managed master key: {old} -> {new}; rotated KMS key {orders_key[:8]}...")
-    count = store.rewrap(prefix="logs/", progress=lambda done, name: say(f"  rewrapped {name}"))
+    count = store.rewrap_all("logs/", progress=lambda done, name: say(f"  rewrapped {name}"))
     current = store.head("logs/app.log").key_version
     say(f"rewrapped {count} object(s); logs/app.log is now under {current}")
     new_customer = sealstore.CustomerKeys(os.urandom(32), audit=audit, principal="demo")

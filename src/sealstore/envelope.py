@@ -9,27 +9,36 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Protocol, TypeAlias
+from typing import TypeAlias
 
 from typing_extensions import Buffer
 
 from sealstore import _aead
+from sealstore._io import (
+    PIECE_SIZE,
+    Readable,
+    SeekableReadable,
+    Writable,
+    read_up_to,
+    stream_pieces,
+    write_all,
+)
 from sealstore.errors import ContextMismatchError, FormatError, ProviderMismatchError
 from sealstore.header import (
     EMPTY_CONTEXT_FIELD,
     IMMUTABLE_PREFIX,
     PREFIX_SIZE,
     Header,
-    Mode,
     encode_context,
     encode_header,
     header_size,
     parse_header,
 )
-from sealstore.keys import KeyProvider, KmsKeys
-from sealstore.reader import DecryptedReader, SeekableSource
+from sealstore.keys import PROVIDER_FOR_MODE, KeyProvider
+from sealstore.placement import parse_detached_header
+from sealstore.reader import DecryptedReader
 
 __all__ = [
     "EncryptingReader",
@@ -43,31 +52,10 @@ __all__ = [
 
 Context: TypeAlias = "Mapping[str, str] | None"
 
-PIECE_SIZE = 1 << 20
-"""Bytes read from a source per step when streaming: bounds memory at a few pieces."""
-
 _NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
 _IN_PLACE_THRESHOLD = 1 << 16
 """From this plaintext size on, results are built in place rather than concatenated."""
-
-_PROVIDER_FOR_MODE = {
-    Mode.MANAGED: "ManagedKeys",
-    Mode.KMS: "KmsKeys",
-    Mode.CUSTOMER: "CustomerKeys",
-}
-
-
-class Source(Protocol):
-    """A binary file object to read from; ``readinto`` is used when present."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-class Sink(Protocol):
-    """A binary file object to write to. It must not keep the buffers it is handed."""
-
-    def write(self, data: Buffer, /) -> int | None: ...
 
 
 def seal_header(
@@ -81,7 +69,7 @@ def seal_header(
     immutable = IMMUTABLE_PREFIX[keys.mode] + context_field
     data_key = os.urandom(_aead.KEY_SIZE)
     key_ref, wrapped = keys.wrap_data_key(data_key, immutable, context or _NO_CONTEXT)
-    if size is not None and type(keys) is KmsKeys:
+    if size is not None:
         keys.record_plaintext_bytes(key_ref, size)
     return encode_header(keys.mode, context_field, key_ref, wrapped), immutable, data_key, key_ref
 
@@ -89,7 +77,7 @@ def seal_header(
 def open_header(header: Header, keys: KeyProvider, context: Context) -> bytes:
     """Check ``header`` against the provider and expected context; return its data key."""
     if header.mode is not keys.mode:
-        needed = _PROVIDER_FOR_MODE[header.mode]
+        needed = PROVIDER_FOR_MODE[header.mode].__name__
         raise ProviderMismatchError(
             f"this object was encrypted in {header.mode.name.lower()} mode: "
             f"read it with {needed}, not {type(keys).__name__}"
@@ -203,43 +191,35 @@ def encrypt_detached(
     return header_bytes, bytes(body)
 
 
-def parse_detached_header(header: Buffer) -> Header:
-    """Parse header bytes kept apart from their body; they must hold exactly one header."""
-    data = memoryview(header).cast("B")
-    parsed = parse_header(data)
-    if parsed.size != len(data):
-        raise FormatError("malformed header: a detached header has bytes after its end")
-    return parsed
-
-
-def encrypt_stream(src: Source, dst: Sink, keys: KeyProvider, *, context: Context = None) -> int:
+def encrypt_stream(
+    src: Readable, dst: Writable, keys: KeyProvider, *, context: Context = None
+) -> int:
     """Encrypt everything ``src`` yields into ``dst``; return the bytes written.
 
     Memory stays at a few megabytes whatever the size of the stream. The output is the
     same object :func:`encrypt` produces, readable by all the decryption functions.
     """
     header_bytes, immutable, data_key, key_ref = seal_header(keys, context, None)
-    _write_all(dst, memoryview(header_bytes))
+    write_all(dst, memoryview(header_bytes))
     written = len(header_bytes)
     consumed = 0
     encryptor = _aead.StreamEncryptor(data_key, immutable)
     out = bytearray(_aead.StreamEncryptor.max_output(PIECE_SIZE))
     with memoryview(out) as out_view:
-        for piece in _pieces(src):
+        for piece in stream_pieces(src):
             count = encryptor.update_into(piece, out_view)
-            _write_all(dst, out_view[:count])
+            write_all(dst, out_view[:count])
             written += count
             consumed += len(piece)
     tail = encryptor.finalize()
-    _write_all(dst, memoryview(tail))
-    if type(keys) is KmsKeys:
-        keys.record_plaintext_bytes(key_ref, consumed)
+    write_all(dst, memoryview(tail))
+    keys.record_plaintext_bytes(key_ref, consumed)
     return written + len(tail)
 
 
 def decrypt_stream(
-    src: Source,
-    dst: Sink,
+    src: Readable,
+    dst: Writable,
     keys: KeyProvider,
     *,
     context: Context = None,
@@ -264,17 +244,17 @@ def decrypt_stream(
     out = bytearray(_aead.StreamDecryptor.max_output(PIECE_SIZE))
     written = 0
     with memoryview(out) as out_view:
-        for piece in _pieces(src):
+        for piece in stream_pieces(src):
             count = decryptor.update_into(piece, out_view)
-            _write_all(dst, out_view[:count])
+            write_all(dst, out_view[:count])
             written += count
     tail = decryptor.finalize()
-    _write_all(dst, memoryview(tail))
+    write_all(dst, memoryview(tail))
     return written + len(tail)
 
 
 def open_decrypted(
-    fileobj: SeekableSource,
+    fileobj: SeekableReadable,
     keys: KeyProvider,
     *,
     context: Context = None,
@@ -322,7 +302,7 @@ class EncryptingReader:
 
     def __init__(
         self,
-        src: Source,
+        src: Readable,
         keys: KeyProvider,
         *,
         context: Context = None,
@@ -347,8 +327,7 @@ class EncryptingReader:
             else:
                 self._pending += self._encryptor.finalize()
                 self._finished = True
-                if type(self._keys) is KmsKeys:
-                    self._keys.record_plaintext_bytes(self._key_ref, self._consumed)
+                self._keys.record_plaintext_bytes(self._key_ref, self._consumed)
         if size is None or size < 0:
             size = len(self._pending)
         out = bytes(self._pending[:size])
@@ -356,35 +335,9 @@ class EncryptingReader:
         return out
 
 
-def _pieces(src: Source) -> Iterator[memoryview | bytes]:
-    """Successive non-empty pieces of ``src`` until end of file, reusing one buffer."""
-    readinto = getattr(src, "readinto", None)
-    if readinto is None:
-        while piece := src.read(PIECE_SIZE):
-            yield piece
-        return
-    buffer = bytearray(PIECE_SIZE)
-    with memoryview(buffer) as view:
-        while count := readinto(view):
-            yield view[:count]
-
-
-def _read_exact(src: Source, size: int) -> bytes:
+def _read_exact(src: Readable, size: int) -> bytes:
     """Exactly ``size`` bytes, or :class:`FormatError` if the source ends first."""
-    parts = []
-    remaining = size
-    while remaining:
-        part = src.read(remaining)
-        if not part:
-            raise FormatError("not a sealstore object: the stream ends inside the header")
-        parts.append(part)
-        remaining -= len(part)
-    return b"".join(parts)
-
-
-def _write_all(dst: Sink, data: memoryview) -> None:
-    while data:
-        count = dst.write(data)
-        if count is None or count >= len(data):
-            return
-        data = data[count:]
+    data = read_up_to(src.read, size)
+    if len(data) < size:
+        raise FormatError("not a sealstore object: the stream ends inside the header")
+    return data

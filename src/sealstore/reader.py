@@ -8,27 +8,20 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, TypeVar
 
 from typing_extensions import Buffer
 
 from sealstore import _aead
+from sealstore._io import SeekableReadable, read_up_to
 from sealstore.errors import DecryptionError
 
-__all__ = ["DecryptedReader", "SeekableSource"]
+__all__ = ["DecryptedReader"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _READALL_PIECE = 1 << 20
 _DAMAGED = "the object failed authentication: it was modified, truncated, or the key is wrong"
-
-
-class SeekableSource(Protocol):
-    """What :class:`DecryptedReader` needs of the file holding the ciphertext."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
-    def seek(self, offset: int, whence: int = 0, /) -> int: ...
-    def tell(self) -> int: ...
 
 
 class DecryptedReader(io.RawIOBase):
@@ -44,7 +37,7 @@ class DecryptedReader(io.RawIOBase):
     """
 
     def __init__(
-        self, source: SeekableSource, key: bytes, context: bytes, offset: int, length: int
+        self, source: SeekableReadable, key: bytes, context: bytes, offset: int, length: int
     ) -> None:
         super().__init__()
         self._source = source
@@ -168,15 +161,10 @@ class DecryptedReader(io.RawIOBase):
     def _fetch(self, offset: int, size: int) -> bytes:
         """Exactly ``size`` bytes of the body from ``offset``; a short source is damage."""
         self._source.seek(self._offset + offset)
-        parts = []
-        remaining = size
-        while remaining:
-            part = self._source.read(remaining)
-            if not part:
-                self._fail()
-            parts.append(part)
-            remaining -= len(part)
-        return b"".join(parts)
+        data = read_up_to(self._source.read, size)
+        if len(data) < size:
+            self._fail()
+        return data
 
     def _guard(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:

@@ -7,26 +7,25 @@ copied to another name at the backend no longer decrypts. Reads dispatch on the 
 in the object's header.
 
 Where the backend keeps metadata, the header is stored there (the *detached* placement,
-:data:`METADATA_KEY` = ``"detached:" + base64(header)``): ``list`` then knows plaintext sizes,
-a ranged read is one request, and a rewrap rewrites only the metadata. Elsewhere the header is
-stored in front of the body (*inline*; on backends with metadata, marked ``"inline"``).
+see :mod:`sealstore.placement`): ``list`` then knows plaintext sizes, a ranged read is one
+request, and a rewrap rewrites only the metadata. Elsewhere the header is stored in front of
+the body (*inline*).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
-from typing import Final, Literal, final
+from typing import Final, final
 
 import attrs
 from typing_extensions import Buffer
 
 from sealstore import _aead
-from sealstore.backends import Backend, ObjectInfo, Readable
-from sealstore.envelope import EncryptingReader, Sink, decrypt_stream, open_decrypted
+from sealstore._io import Chain, Readable, Writable, as_readable, read_up_to
+from sealstore.backends.base import Backend, ObjectInfo
+from sealstore.envelope import EncryptingReader, decrypt_stream, open_decrypted
 from sealstore.errors import (
     ContextMismatchError,
     DecryptionError,
@@ -37,17 +36,17 @@ from sealstore.errors import (
     ObjectChangedError,
     ProviderMismatchError,
 )
-from sealstore.header import (
-    MAGIC,
-    PREFIX_SIZE,
-    Header,
-    Mode,
-    encode_header,
-    header_size,
-    parse_header,
+from sealstore.header import PREFIX_SIZE, Header, Mode, encode_header, header_size, parse_header
+from sealstore.keys import PROVIDER_FOR_MODE, CustomerKeys, KeyProvider, KmsKeys, ManagedKeys
+from sealstore.placement import (
+    METADATA_KEY,
+    Placement,
+    inline_metadata,
+    looks_inline,
+    parse_detached_header,
+    place,
+    read_marker,
 )
-from sealstore.keys import CustomerKeys, KeyProvider, KmsKeys, ManagedKeys
-from sealstore.keys.kms import decode_key_ref
 from sealstore.reader import DecryptedReader
 
 __all__ = [
@@ -61,23 +60,10 @@ __all__ = [
 OBJECT_CONTEXT_KEY: Final = "sealstore:object"
 """The encryption-context key under which the store binds each object's name."""
 RESERVED_CONTEXT_PREFIX: Final = "sealstore:"
-METADATA_KEY: Final = "sealstore"
-"""The backend metadata key that marks an encrypted object and holds a detached header."""
-MAX_METADATA_HEADER: Final = 1536
-"""Longest base64 header kept in metadata (S3 allows 2 KB of user metadata in all)."""
-_DETACHED: Final = "detached:"
-_INLINE: Final = "inline"
 _PIECE: Final = 1 << 20
 
-Placement = Literal["inline", "detached"]
 Progress = Callable[[int, str], None]
 """Called after each object of a bulk operation with the count done so far and its name."""
-
-_PROVIDER_NAMES: Final = {
-    Mode.MANAGED: "ManagedKeys",
-    Mode.KMS: "KmsKeys",
-    Mode.CUSTOMER: "CustomerKeys",
-}
 
 
 @attrs.frozen
@@ -157,6 +143,11 @@ class EncryptedStore:
         self.allow_plaintext_reads = allow_plaintext_reads
         self._readers: dict[Mode, KeyProvider] = {}
         for provider in (*readers, *([keys] if keys is not None else [])):
+            if provider.mode in self._readers:
+                raise InvalidKeyError(
+                    f"two {type(provider).__name__} providers given (keys= and readers= "
+                    "together): a store reads each mode with one provider; drop one of them"
+                )
             self._readers[provider.mode] = provider
 
     # ------------------------------------------------------------------ writing
@@ -175,7 +166,7 @@ class EncryptedStore:
         """
         provider = self._writer(keys)
         reader = EncryptingReader(
-            _readable(data), provider, context=self._bind(name, context), include_header=False
+            as_readable(data), provider, context=self._bind(name, context), include_header=False
         )
         return self._store(name, reader.header, reader)
 
@@ -225,7 +216,7 @@ class EncryptedStore:
     def download(
         self,
         name: str,
-        dst: Sink,
+        dst: Writable,
         *,
         keys: KeyProvider | None = None,
         context: Mapping[str, str] | None = None,
@@ -299,27 +290,36 @@ class EncryptedStore:
 
     def rewrap(
         self,
-        name: str | None = None,
+        name: str,
         *,
-        prefix: str | None = None,
-        keys: ManagedKeys | KmsKeys | CustomerKeys | None = None,
+        keys: KeyProvider | None = None,
+        source_keys: KeyProvider | None = None,
+    ) -> bool:
+        """Re-wrap the data key of ``name`` under the provider's current key; body untouched.
+
+        ``keys`` (default: the store's provider of the object's mode) wraps; ``source_keys``
+        unwraps (default: the same). The mode cannot change (it is bound into the body): use
+        :meth:`copy` to move an object to another mode. Returns ``False`` for an object the
+        store did not encrypt (nothing to rewrap).
+        """
+        return self._rewrap_one(name, keys, source_keys)
+
+    def rewrap_all(
+        self,
+        prefix: str = "",
+        *,
+        keys: KeyProvider | None = None,
         source_keys: KeyProvider | None = None,
         progress: Progress | None = None,
     ) -> int:
-        """Re-wrap data keys under the provider's current key, without touching bodies.
+        """:meth:`rewrap` every encrypted object under ``prefix``; return how many.
 
-        Give ``name`` for one object or ``prefix`` for every encrypted object under it.
-        ``keys`` (default: the store's provider of each object's mode) wraps; ``source_keys``
-        unwraps (default: the same). The mode cannot change (it is bound into the body): use
-        :meth:`copy` to move an object to another mode. Returns the number rewrapped.
+        Objects whose headers cannot be read are passed over and named in one
+        :class:`~sealstore.FormatError` at the end, after every other object was rewrapped.
         """
-        if (name is None) == (prefix is None):
-            raise ValueError("give either a name or a prefix")
-        if name is not None:
-            return int(self._rewrap_one(name, keys, source_keys))
         done = 0
         unreadable: list[str] = []
-        for info in list(self.backend.list(prefix or "")):
+        for info in list(self.backend.list(prefix)):
             try:
                 rewrapped = self._rewrap_one(info.name, keys, source_keys)
             except FormatError:
@@ -395,7 +395,7 @@ class EncryptedStore:
             return keys  # the envelope checks its mode and names the provider needed
         provider = self._readers.get(header.mode)
         if provider is None:
-            needed = _PROVIDER_NAMES[header.mode]
+            needed = PROVIDER_FOR_MODE[header.mode].__name__
             hint = (
                 "customer keys are given on every read: pass keys=CustomerKeys(key)"
                 if header.mode is Mode.CUSTOMER
@@ -405,45 +405,31 @@ class EncryptedStore:
         return provider
 
     def _store(self, name: str, header: bytes, body: Readable) -> ObjectHead:
-        encoded = base64.b64encode(header).decode("ascii")
-        if self.backend.keeps_metadata and len(encoded) <= MAX_METADATA_HEADER:
-            info = self.backend.put(name, body, metadata={METADATA_KEY: _DETACHED + encoded})
-            placement: Placement = "detached"
-        else:
-            metadata = {METADATA_KEY: _INLINE} if self.backend.keeps_metadata else None
-            info = self.backend.put(name, _Chain(header, body), metadata=metadata)
-            placement = "inline"
-        stored = header
-        located = _Located(attrs.evolve(info, name=name), parse_header(stored), stored, placement)
+        placement, metadata = place(header, keeps_metadata=self.backend.keeps_metadata)
+        stored = body if placement == "detached" else Chain(header, body)
+        info = self.backend.put(name, stored, metadata=metadata)
+        located = _Located(attrs.evolve(info, name=name), parse_header(header), header, placement)
         return _describe(name, located)
 
     def _locate(self, name: str, listed: ObjectInfo | None = None) -> _Located:
         if self.backend.keeps_metadata:
             info = listed if listed is not None and listed.metadata else self.backend.head(name)
-            marker = info.metadata.get(METADATA_KEY)
-            if marker is None:
+            placement, header_bytes = read_marker(info.metadata, name)
+            if placement is None:
                 return _Located(info, None, None, None)
-            if marker.startswith(_DETACHED):
-                try:
-                    header_bytes = base64.b64decode(marker[len(_DETACHED) :], validate=True)
-                except (binascii.Error, ValueError):
-                    raise FormatError(
-                        f"object {name!r} has a malformed sealstore header in its metadata"
-                    ) from None
-                return _Located(info, _parse_detached(header_bytes), header_bytes, "detached")
-            if marker != _INLINE:
-                raise FormatError(f"object {name!r} has an unknown sealstore metadata marker")
+            if header_bytes is not None:
+                return _Located(info, parse_detached_header(header_bytes), header_bytes, placement)
         else:
             info = listed if listed is not None else self.backend.head(name)
         with closing(self.backend.get(name, end=PREFIX_SIZE)) as stream:
-            prefix = _read_up_to(stream, PREFIX_SIZE)
-        if prefix[:4] != MAGIC or len(prefix) < PREFIX_SIZE:
+            prefix = read_up_to(stream.read, PREFIX_SIZE)
+        if not looks_inline(prefix):
             if self.backend.keeps_metadata:  # marked inline, yet no header: damaged
                 raise FormatError(f"object {name!r} is marked encrypted but has no header")
             return _Located(info, None, None, None)
         size = header_size(prefix)
         with closing(self.backend.get(name, start=PREFIX_SIZE, end=size)) as stream:
-            header_bytes = prefix + _read_up_to(stream, size - PREFIX_SIZE)
+            header_bytes = prefix + read_up_to(stream.read, size - PREFIX_SIZE)
         return _Located(info, parse_header(header_bytes), header_bytes, "inline")
 
     def _require_encrypted(self, name: str, located: _Located) -> Header:
@@ -454,7 +440,7 @@ class EncryptedStore:
             )
         return located.header
 
-    def _plaintext_read(self, name: str, dst: Sink) -> int:
+    def _plaintext_read(self, name: str, dst: Writable) -> int:
         if not self.allow_plaintext_reads:
             self._require_encrypted(name, _Located(ObjectInfo(name, 0), None, None, None))
         copied = 0
@@ -487,33 +473,29 @@ class EncryptedStore:
         wrapping = keys if keys is not None else self._reader_for(name, header, None)
         if wrapping.mode is not header.mode:
             raise ProviderMismatchError(
-                f"a rewrap keeps the mode ({_PROVIDER_NAMES[header.mode]} for {name!r}): use "
+                f"a rewrap keeps the mode ({PROVIDER_FOR_MODE[header.mode].__name__} for "
+                f"{name!r}): use "
                 "copy() to move an object to another mode"
             )
         data_key = unwrapping.unwrap_data_key(header)
         key_ref, wrapped = wrapping.wrap_data_key(data_key, header.immutable, header.context)
         new_header = encode_header(header.mode, header.context_field, key_ref, wrapped)
         if located.placement == "detached":
-            encoded = base64.b64encode(new_header).decode("ascii")
-            if len(encoded) <= MAX_METADATA_HEADER:
+            placement, metadata = place(new_header, keeps_metadata=True)
+            if placement == "detached":
                 # Conditional on the etag the header was read with: a body replaced meanwhile
                 # must not be paired with a header rewrapped from the one it replaced.
-                self.backend.copy(
-                    name,
-                    name,
-                    metadata={METADATA_KEY: _DETACHED + encoded},
-                    if_match=located.info.etag,
-                )
+                self.backend.copy(name, name, metadata=metadata, if_match=located.info.etag)
                 return True
         # One stream from the start: its header must still be the one unwrapped above, so a
         # body written meanwhile by someone else is never paired with this object's data key.
         with closing(self.backend.get(name)) as stream:
-            if _read_up_to(stream, header.size) != located.header_bytes:
+            if read_up_to(stream.read, header.size) != located.header_bytes:
                 raise ObjectChangedError(
                     f"{name!r} changed while it was being rewrapped; it was left as it is"
                 )
-            metadata = {METADATA_KEY: _INLINE} if self.backend.keeps_metadata else None
-            self.backend.put(name, _Chain(new_header, stream), metadata=metadata)
+            metadata = inline_metadata(keeps_metadata=self.backend.keeps_metadata)
+            self.backend.put(name, Chain(new_header, stream), metadata=metadata)
         return True
 
     def __repr__(self) -> str:
@@ -528,13 +510,6 @@ def _report_unreadable(names: list[str], verb: str) -> None:
             f"{len(names)} object(s) have headers that cannot be read and were not {verb}: "
             f"{shown}; every other object was processed (list() shows each one's problem)"
         )
-
-
-def _parse_detached(header_bytes: bytes) -> Header:
-    header = parse_header(header_bytes)
-    if header.size != len(header_bytes):
-        raise FormatError("malformed header: a detached header has bytes after its end")
-    return header
 
 
 def _user_context(context: Mapping[str, str]) -> dict[str, str]:
@@ -552,7 +527,7 @@ def _describe(name: str, located: _Located) -> ObjectHead:
             etag=info.etag,
             version_id=info.version_id,
         )
-    key_id, key_version = _key_names(header)
+    key_id, key_version = PROVIDER_FOR_MODE[header.mode].describe_key_ref(header.key_ref)
     body = info.size - located.body_start
     try:
         size: int | None = _aead.plaintext_size(body)
@@ -573,71 +548,6 @@ def _describe(name: str, located: _Located) -> ObjectHead:
     )
 
 
-def _key_names(header: Header) -> tuple[str | None, str | None]:
-    if header.mode is Mode.MANAGED:
-        return None, header.key_ref.decode("ascii", "replace")
-    if header.mode is Mode.KMS:
-        return decode_key_ref(header.key_ref)[1], None
-    return None, None
-
-
-def _readable(data: Buffer | Readable | Iterable[bytes]) -> Readable:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return io.BytesIO(data)
-    if hasattr(data, "read"):
-        return data  # type: ignore[return-value]
-    return _IterableReader(iter(data))  # type: ignore[arg-type]
-
-
-def _read_up_to(stream: Readable, size: int) -> bytes:
-    parts = []
-    while size > 0:
-        part = stream.read(size)
-        if not part:
-            break
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
-
-
-class _IterableReader:
-    """A Readable over an iterable of bytes."""
-
-    def __init__(self, parts: Iterator[bytes]) -> None:
-        self._parts = parts
-        self._pending = b""
-
-    def read(self, size: int = -1, /) -> bytes:
-        if size is None or size < 0:
-            rest = self._pending + b"".join(self._parts)
-            self._pending = b""
-            return rest
-        while len(self._pending) < size:
-            part = next(self._parts, None)
-            if part is None:
-                break
-            self._pending += bytes(part)
-        out, self._pending = self._pending[:size], self._pending[size:]
-        return out
-
-
-class _Chain:
-    """A Readable of fixed leading bytes followed by another Readable."""
-
-    def __init__(self, head: bytes, rest: Readable) -> None:
-        self._head = head
-        self._rest = rest
-
-    def read(self, size: int = -1, /) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                out, self._head = self._head + self._rest.read(), b""
-                return out
-            out, self._head = self._head[:size], self._head[size:]
-            return out
-        return self._rest.read(size)
-
-
 class _RangedSource:
     """A seekable view of a stored object; each read is one ranged request."""
 
@@ -652,7 +562,7 @@ class _RangedSource:
         if end <= self._position:
             return b""
         with closing(self._backend.get(self._name, start=self._position, end=end)) as stream:
-            data = _read_up_to(stream, end - self._position)
+            data = read_up_to(stream.read, end - self._position)
         self._position += len(data)
         return data
 

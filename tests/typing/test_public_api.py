@@ -20,6 +20,8 @@ import pytest
 from typing_extensions import assert_type
 
 import sealstore
+from sealstore.keys import PROVIDER_FOR_MODE
+from sealstore.keys.base import Provider
 
 PUBLIC_NAMES = {
     "ObjectChangedError",
@@ -264,3 +266,18 @@ def test_import_pulls_in_no_optional_dependency() -> None:
         "_openssl",
     }
     assert third_party <= allowed, third_party - allowed
+
+
+def test_every_provider_satisfies_the_core_protocol() -> None:
+    """The three providers are all the core's Provider protocol asks (mypy checks the
+    assignment), and each mode maps to exactly one of them."""
+    providers: tuple[type[Provider], ...] = (
+        sealstore.ManagedKeys,
+        sealstore.KmsKeys,
+        sealstore.CustomerKeys,
+    )
+    assert {provider.mode for provider in providers} == set(sealstore.Mode)
+    assert {PROVIDER_FOR_MODE[p.mode] for p in providers} == set(providers)
+    assert sealstore.KmsKeys.describe_key_ref(b"\x01\x00\x02k1\x00\x01b") == ("k1", None)
+    assert sealstore.ManagedKeys.describe_key_ref(b"v7") == (None, "v7")
+    assert sealstore.CustomerKeys.describe_key_ref(bytes(48)) == (None, None)

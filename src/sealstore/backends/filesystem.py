@@ -27,17 +27,18 @@ from typing import Final, final
 
 from typing_extensions import Buffer
 
-from sealstore.backends import ObjectInfo, Readable, ReadableStream
-from sealstore.backends._names import (
+from sealstore._io import GuardedStream, Readable, ReadableStream, pieces
+from sealstore.backends._rules import (
     RESERVED_PREFIX,
     check_name,
+    check_range,
     is_valid_name,
     prefix_directory,
     refuse_if_match,
     shown,
     storage_error,
 )
-from sealstore.backends._streams import RangeReader, check_range, pieces
+from sealstore.backends.base import ObjectInfo
 from sealstore.errors import BackendError, InvalidNameError, ObjectNotFoundError
 
 __all__ = ["TEMPORARY_PREFIX", "FileSystemBackend"]
@@ -122,10 +123,12 @@ class FileSystemBackend:
             except BaseException:
                 os.close(fd)
                 raise
-        return RangeReader(
+        return GuardedStream(
             file,
             None if end is None else end - start,
-            translate=lambda error: self._failure(error, "read", name),
+            translate=lambda error: (
+                self._failure(error, "read", name) if isinstance(error, OSError) else None
+            ),
         )
 
     def head(self, name: str) -> ObjectInfo:

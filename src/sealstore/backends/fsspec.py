@@ -13,17 +13,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, Final, Protocol, final
 
-from sealstore.backends import ObjectInfo, Readable, ReadableStream
-from sealstore.backends._names import (
+from sealstore._io import PIECE_SIZE, GuardedStream, Readable, ReadableStream, pieces
+from sealstore.backends._rules import (
     RESERVED_PREFIX,
     check_name,
+    check_range,
     is_valid_name,
     prefix_directory,
     refuse_if_match,
     shown,
     storage_error,
 )
-from sealstore.backends._streams import PIECE_SIZE, RangeReader, check_range, pieces
+from sealstore.backends.base import ObjectInfo
 from sealstore.errors import BackendError, ObjectNotFoundError
 
 __all__ = ["TEMPORARY_PREFIX", "FsspecBackend", "FsspecFile", "FsspecFileSystem"]
@@ -153,10 +154,12 @@ class FsspecBackend:
             except BaseException:
                 file.close()
                 raise
-        return RangeReader(
+        return GuardedStream(
             file,
             None if end is None else end - start,
-            translate=lambda error: self._failure(error, "read", name),
+            translate=lambda error: (
+                self._failure(error, "read", name) if isinstance(error, OSError) else None
+            ),
         )
 
     def head(self, name: str) -> ObjectInfo:

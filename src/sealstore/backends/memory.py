@@ -7,22 +7,23 @@ import io
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Final, final
+from typing import final
 
 import attrs
 
-from sealstore.backends import ObjectInfo, Readable, ReadableStream
-from sealstore.backends._names import check_name, shown
-from sealstore.backends._streams import check_range, pieces
+from sealstore._io import Readable, ReadableStream, pieces
+from sealstore.backends._rules import (
+    MAX_METADATA_SIZE,
+    check_metadata,
+    check_name,
+    check_range,
+    shown,
+)
+from sealstore.backends.base import ObjectInfo
 from sealstore.clock import utc_now
 from sealstore.errors import ObjectChangedError, ObjectNotFoundError
 
 __all__ = ["MAX_METADATA_SIZE", "MemoryBackend"]
-
-MAX_METADATA_SIZE: Final = 2048
-"""The most metadata one object may carry: keys plus values, in bytes (S3's own limit)."""
-
-_KEY_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 @attrs.frozen
@@ -164,34 +165,3 @@ class MemoryBackend:
 
     def __repr__(self) -> str:
         return "MemoryBackend()"
-
-
-def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
-    """A copy of ``metadata`` if S3 would store it unchanged; :class:`ValueError` if not.
-
-    Keys are non-empty lowercase ASCII letters, digits, ``-``, ``_`` and ``.`` (S3 lowercases
-    keys); values are printable ASCII; keys and values together are at most
-    :data:`MAX_METADATA_SIZE` bytes. Messages name keys, never values.
-
-    >>> check_metadata({"content-kind": "report"})
-    {'content-kind': 'report'}
-    """
-    if metadata is None:
-        return {}
-    kept: dict[str, str] = {}
-    total = 0
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key or not set(key) <= _KEY_CHARACTERS:
-            raise ValueError(
-                f"metadata key {shown(key)} is not allowed: use lowercase ASCII letters, "
-                "digits, '-', '_' and '.'"
-            )
-        if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
-            raise ValueError(f"the value of metadata key {key!r} must be printable ASCII text")
-        total += len(key) + len(value)
-        kept[key] = value
-    if total > MAX_METADATA_SIZE:
-        raise ValueError(
-            f"metadata is {total} bytes (keys and values); the limit is {MAX_METADATA_SIZE}"
-        )
-    return kept

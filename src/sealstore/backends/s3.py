@@ -42,16 +42,19 @@ from typing import Any, Final, Protocol, TypeVar, final
 import attrs
 from typing_extensions import Buffer
 
-from sealstore.backends import ObjectInfo, Readable, ReadableStream
-from sealstore.backends._names import (
+from sealstore._aws import error_code, error_status, is_botocore_error
+from sealstore._io import GuardedStream, Readable, ReadableStream, pieces
+from sealstore.backends._rules import (
+    MAX_METADATA_SIZE,
     MAX_NAME_BYTES,
+    check_metadata,
     check_name,
+    check_range,
     is_valid_name,
     prefix_directory,
     shown,
 )
-from sealstore.backends._streams import check_range, pieces
-from sealstore.backends.memory import MAX_METADATA_SIZE, check_metadata
+from sealstore.backends.base import ObjectInfo
 from sealstore.errors import (
     BackendError,
     InvalidNameError,
@@ -265,11 +268,12 @@ class S3Backend:
         try:
             response = self.client.get_object(**request)
         except Exception as error:
-            if _aws_error(error)[0] == "InvalidRange":
+            if error_code(error) == "InvalidRange":
                 # The range starts at or after the end of the object: nothing to read.
                 return io.BytesIO()
             raise self._translated(error, "GetObject", name) from error
-        return _BodyStream(response["Body"], f"cannot read {shown(name)} in {self._where}")
+        failed = f"cannot read {shown(name)} in {self._where}"
+        return GuardedStream(response["Body"], translate=lambda error: _read_error(error, failed))
 
     def head(self, name: str) -> ObjectInfo:
         """Size, metadata, etag, version id and time of last write of ``name``."""
@@ -514,7 +518,7 @@ class S3Backend:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except Exception as error:
-            if _aws_error(error)[0] in {"404", "NoSuchBucket", "NotFound"}:
+            if error_code(error) in {"404", "NoSuchBucket", "NotFound"}:
                 return self._no_bucket(operation, name)
         return None
 
@@ -648,7 +652,7 @@ class S3Backend:
         """The sealstore error for ``error``; ``error`` itself when it is not from S3."""
         subject = shown(name) if destination is None else f"{shown(name)} to {shown(destination)}"
         failed = f"{operation} of {subject} in {self._where} failed"
-        code, status = _aws_error(error)
+        code, status = error_code(error), error_status(error)
         if code is None:
             return _transport_error(error, failed)
         if code in _NOT_FOUND:
@@ -673,56 +677,16 @@ class S3Backend:
         )
 
 
-class _BodyStream(io.RawIOBase):
-    """A ``GetObject`` body as a read-only binary stream whose errors are sealstore's."""
-
-    def __init__(self, body: Any, failed: str) -> None:
-        super().__init__()
-        self._body = body
-        self._failed = failed
-
-    def readable(self) -> bool:
-        """Always true: this is a read-only stream."""
-        return True
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        """Up to ``size`` bytes (everything left if ``size`` is negative or None)."""
-        if self.closed:
-            raise ValueError("read of a closed stream")
-        amount = None if size is None or size < 0 else size
-        return self._guarded(lambda: bytes(self._body.read(amount)))
-
-    def readall(self) -> bytes:
-        """Everything left in the stream."""
-        return self.read(-1)
-
-    def readinto(self, buffer: Buffer, /) -> int:
-        """Read up to ``len(buffer)`` bytes into ``buffer``; 0 at the end."""
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        """Close the stream and the connection behind it."""
-        if not self.closed:
-            try:
-                self._guarded(self._body.close)
-            finally:
-                super().close()
-
-    def _guarded(self, action: Callable[[], _T]) -> _T:
-        try:
-            return action()
-        except Exception as error:
-            if not (_is_botocore_error(error) or isinstance(error, OSError)):
-                raise
-            raise BackendError(f"{self._failed}: {type(error).__name__}") from error
+def _read_error(error: Exception, failed: str) -> Exception | None:
+    """A storage error met while reading a body as :class:`BackendError`; others unchanged."""
+    if not (is_botocore_error(error) or isinstance(error, OSError)):
+        return None
+    return BackendError(f"{failed}: {type(error).__name__}")
 
 
 def _transport_error(error: Exception, failed: str) -> Exception:
     """A botocore error of its own (no S3 answer) as :class:`BackendError`; others unchanged."""
-    if not _is_botocore_error(error):
+    if not is_botocore_error(error):
         return error
     # The class name, not str(error): botocore's parameter errors quote values.
     return BackendError(
@@ -807,26 +771,3 @@ def _etag(value: object) -> str | None:
 
 def _time(value: object) -> datetime | None:
     return value if isinstance(value, datetime) else None
-
-
-def _aws_error(error: BaseException) -> tuple[str | None, int | None]:
-    """``(code, HTTP status)`` of an S3 service error, as botocore's ``ClientError`` carries."""
-    response = getattr(error, "response", None)
-    if not isinstance(response, Mapping):
-        return None, None
-    details = response.get("Error")
-    code = details.get("Code") if isinstance(details, Mapping) else None
-    metadata = response.get("ResponseMetadata")
-    status = metadata.get("HTTPStatusCode") if isinstance(metadata, Mapping) else None
-    return (
-        code if isinstance(code, str) and code else None,
-        status if isinstance(status, int) else None,
-    )
-
-
-def _is_botocore_error(error: BaseException) -> bool:
-    try:
-        from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - optional dependency
-    except ImportError:  # pragma: no cover - a client without botocore raises none of its errors
-        return False
-    return isinstance(error, BotoCoreError)

@@ -104,6 +104,14 @@ class CustomerKeys:
             binding = key_binding(header.immutable, key_ref)
         return self._wrapper.unwrap(header.wrapped_key, binding)
 
+    def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
+        """Nothing to account for: a customer key has no limit on what it covers."""
+
+    @staticmethod
+    def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:
+        """A customer key reference names no key: ``(None, None)``."""
+        return None, None
+
     def _audited_unwrap(self, header: Header) -> bytes:
         try:
             if header.key_ref != self._key_ref:

@@ -29,7 +29,7 @@ from sealstore import _aead
 from sealstore.clock import utc_now
 from sealstore.errors import FormatError, InvalidKeyError
 from sealstore.header import Header, Mode, key_binding
-from sealstore.kms import DataKey, KmsClient
+from sealstore.kms.base import DataKey, KmsClient
 from sealstore.kms.policy import check_principal
 
 __all__ = ["BUCKET_KEY_CONTEXT", "BucketKeyPolicy", "KmsKeys"]
@@ -176,10 +176,17 @@ class KmsKeys:
         The envelope calls this once an object's size is known, so the bucket key in use is
         replaced once it covers ``max_bytes``.
         """
+        if self.bucket_key is None:
+            return
         with self._state.lock:
             current = self._state.current
             if current is not None and current.key_ref == key_ref:
                 current.bytes += size
+
+    @staticmethod
+    def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:
+        """``(KMS key id, None)``; :class:`~sealstore.FormatError` if malformed."""
+        return decode_key_ref(key_ref)[1], None
 
     def _key_id(self) -> str:
         if self.key_id is not None:

@@ -487,6 +487,14 @@ class ManagedKeys:
         self._record(Operation.UNWRAP, ring, entry.id, header.context)
         return data_key
 
+    def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
+        """Nothing to account for: rotation by count counts data keys, not bytes."""
+
+    @staticmethod
+    def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:
+        """``(None, master key version)``: the reference is the version id."""
+        return None, key_ref.decode("ascii", "replace")
+
     # Rewrapping and keyring administration.
 
     def rewrap_data_key(self, header: Header) -> tuple[bytes, bytes]:

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar, final
 
 import attrs
 
+from sealstore._aws import error_code, error_message, is_botocore_error
 from sealstore.audit import AuditEvent, AuditSink, Operation, Outcome
 from sealstore.clock import utc_now
 from sealstore.errors import (
@@ -38,12 +39,9 @@ from sealstore.errors import (
     KmsError,
     SealstoreError,
 )
-from sealstore.kms import DataKey
+from sealstore.kms.base import DEFAULT_ALIAS, DataKey
 
 __all__ = ["DEFAULT_ALIAS", "AwsKms", "KmsApi"]
-
-DEFAULT_ALIAS = "alias/sealstore/default"
-"""The alias of the key :meth:`AwsKms.default_key_id` creates on first use."""
 
 _DATA_KEY_BYTES = 32
 # AWS KMS caps CiphertextBlob at 6144 bytes; a longer blob cannot be one of its own.
@@ -365,33 +363,14 @@ def _metadata_arn(response: Any, api: str) -> str:
     return _text(metadata, "Arn", api)
 
 
-def _aws_error_code(error: BaseException) -> tuple[str, str] | None:
-    """``(code, message)`` of an AWS service error, as botocore's ``ClientError`` carries."""
-    response = getattr(error, "response", None)
-    details = response.get("Error") if isinstance(response, Mapping) else None
-    code = details.get("Code") if isinstance(details, Mapping) else None
-    if not isinstance(code, str) or not code:
-        return None
-    message = details.get("Message") if isinstance(details, Mapping) else None
-    return code, message if isinstance(message, str) else ""
-
-
-def _is_botocore_error(error: BaseException) -> bool:
-    try:
-        from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - optional dependency
-    except ImportError:  # pragma: no cover - a client without botocore raises none of its errors
-        return False
-    return isinstance(error, BotoCoreError)
-
-
 def _translate(error: Exception, call: _Call) -> tuple[SealstoreError | None, Outcome, str]:
     """The sealstore error for ``error`` (``None``: not from AWS, let it through), the audit
     outcome and a secret-free reason."""
     if isinstance(error, SealstoreError):
         return error, Outcome.FAILURE, type(error).__name__
-    aws = _aws_error_code(error)
-    if aws is None:
-        if _is_botocore_error(error):
+    code = error_code(error)
+    if code is None:
+        if is_botocore_error(error):
             # The class name, not str(error): botocore's parameter errors quote values.
             return (
                 KmsError(
@@ -403,7 +382,7 @@ def _translate(error: Exception, call: _Call) -> tuple[SealstoreError | None, Ou
                 type(error).__name__,
             )
         return None, Outcome.FAILURE, type(error).__name__
-    code, message = aws
+    message = error_message(error)
     outcome = Outcome.DENIED if code == "AccessDeniedException" else Outcome.FAILURE
     return _error_for_code(code, message, call), outcome, code
 

@@ -51,7 +51,7 @@ from sealstore.errors import (
 from sealstore.header import encode_context
 from sealstore.keys.root import RootKey
 from sealstore.keys.sealed import MAX_DOCUMENT_SIZE, SealedFile
-from sealstore.kms import DataKey
+from sealstore.kms.base import DEFAULT_ALIAS, DataKey
 from sealstore.kms.policy import (
     ANY_PRINCIPAL,
     InvalidKmsRequestError,
@@ -71,8 +71,6 @@ __all__ = [
     "LocalKms",
 ]
 
-DEFAULT_ALIAS: Final = "alias/sealstore/default"
-"""The alias of the key used when a caller names none."""
 ROTATION_PERIOD: Final = timedelta(days=365)
 """A key whose newest material is this old gets new material when it is next used."""
 MIN_WAITING_DAYS: Final = 7

@@ -1,24 +1,30 @@
-"""Object names: the rules every backend applies, and how storage errors about a name read.
+"""What every backend accepts: object names, metadata and byte ranges, and how storage
+errors about a name read.
 
 A name is a non-empty ``/``-separated string of at most :data:`MAX_NAME_BYTES` UTF-8 bytes.
 No segment is empty, ``.`` or ``..``, or starts with :data:`RESERVED_PREFIX` (backends keep
 their temporary files under that prefix); no character is a control character or a backslash.
 These rules make every name a safe relative path on a file system and a valid S3 key, so an
-application that works on one backend works on all of them.
+application that works on one backend works on all of them. Metadata follows S3's rules
+(:func:`check_metadata`) on every backend that keeps it, for the same reason.
 """
 
 from __future__ import annotations
 
 import errno
 import unicodedata
+from collections.abc import Mapping
 from typing import Final
 
 from sealstore.errors import BackendError, InvalidNameError, ObjectNotFoundError
 
 __all__ = [
+    "MAX_METADATA_SIZE",
     "MAX_NAME_BYTES",
     "RESERVED_PREFIX",
+    "check_metadata",
     "check_name",
+    "check_range",
     "is_valid_name",
     "prefix_directory",
     "shown",
@@ -31,7 +37,11 @@ MAX_NAME_BYTES: Final = 1024
 RESERVED_PREFIX: Final = ".sealstore-"
 """Segments starting with this belong to the backends (temporary files), never to objects."""
 
+MAX_METADATA_SIZE: Final = 2048
+"""The most metadata bytes (keys and values) any backend keeps: S3's limit."""
+
 _SHOWN_CHARS: Final = 80
+_KEY_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 def shown(name: object) -> str:
@@ -137,3 +147,48 @@ def refuse_if_match(backend: object, if_match: str | None) -> None:
     """For backends without etags: a copy conditional on one cannot be honoured."""
     if if_match is not None:
         raise BackendError(f"{backend!r} keeps no etags: a copy conditional on one cannot be made")
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """A copy of ``metadata`` if S3 would store it unchanged; :class:`ValueError` if not.
+
+    Keys are non-empty lowercase ASCII letters, digits, ``-``, ``_`` and ``.`` (S3 lowercases
+    keys); values are printable ASCII; keys and values together are at most
+    :data:`MAX_METADATA_SIZE` bytes. Messages name keys, never values.
+
+    >>> check_metadata({"content-kind": "report"})
+    {'content-kind': 'report'}
+    """
+    if metadata is None:
+        return {}
+    kept: dict[str, str] = {}
+    total = 0
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or not set(key) <= _KEY_CHARACTERS:
+            raise ValueError(
+                f"metadata key {shown(key)} is not allowed: use lowercase ASCII letters, "
+                "digits, '-', '_' and '.'"
+            )
+        if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
+            raise ValueError(f"the value of metadata key {key!r} must be printable ASCII text")
+        total += len(key) + len(value)
+        kept[key] = value
+    if total > MAX_METADATA_SIZE:
+        raise ValueError(
+            f"metadata is {total} bytes (keys and values); the limit is {MAX_METADATA_SIZE}"
+        )
+    return kept
+
+
+def check_range(start: int, end: int | None) -> None:
+    """Refuse a byte range no object could have, with :class:`ValueError`.
+
+    >>> check_range(10, 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: byte range end (5) is before its start (10)
+    """
+    if start < 0:
+        raise ValueError(f"byte range start is {start}; it must be 0 or more")
+    if end is not None and end < start:
+        raise ValueError(f"byte range end ({end}) is before its start ({start})")
