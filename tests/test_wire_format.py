@@ -7,6 +7,7 @@ output drifts from the documented layout, or the page from the code, these tests
 
 from __future__ import annotations
 
+import base64
 import hmac as stdlib_hmac
 import io
 import os
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 import sealstore
+from sealstore.backends import MemoryBackend
 
 FORMAT_PAGE = Path(__file__).resolve().parent.parent / "docs" / "format.md"
 
@@ -433,6 +435,29 @@ def test_detached_placement_is_the_same_bytes_split_at_the_header_length() -> No
     assert decode_detached(header_bytes, body, key, {"name": "a/b"}) == plaintext
     keys = sealstore.CustomerKeys(key)
     assert sealstore.decrypt(header_bytes + body, keys, context={"name": "a/b"}) == plaintext
+
+
+def test_store_metadata_holds_the_header_as_documented() -> None:
+    """On storage with metadata, the `sealstore` key holds "detached:" + base64 of the header
+    (and the stored object is the body), or "inline" past 1536 characters (header + body)."""
+    backend = MemoryBackend()
+    key = os.urandom(32)
+    store = sealstore.EncryptedStore(backend)
+    store.put("small", b"payload", keys=sealstore.CustomerKeys(key))
+    marker = backend.head("small").metadata["sealstore"]
+    assert marker.startswith("detached:")
+    header_bytes = base64.b64decode(marker[len("detached:") :], validate=True)
+    with backend.get("small") as stored:
+        body = stored.read()
+    context = {"sealstore:object": "small"}
+    assert decode_detached(header_bytes, body, key, context) == b"payload"
+    store.put("large", b"payload", keys=sealstore.CustomerKeys(key), context={"k": "v" * 1200})
+    assert backend.head("large").metadata == {"sealstore": "inline"}
+    with backend.get("large") as stored:
+        blob = stored.read()
+    (length,) = struct.unpack(">I", blob[6:10])
+    context = {"k": "v" * 1200, "sealstore:object": "large"}
+    assert decode_detached(blob[:length], blob[length:], key, context) == b"payload"
 
 
 def test_documented_size_formulas_at_the_edges() -> None:
