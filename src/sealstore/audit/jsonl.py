@@ -92,6 +92,7 @@ class JsonlAuditLog:
 
         >>> import tempfile
         >>> from datetime import datetime, timezone
+        >>> from sealstore.audit import AuditEvent, Operation
         >>> log = JsonlAuditLog(tempfile.mkdtemp() + "/audit.jsonl")
         >>> log.record(AuditEvent(
         ...     time=datetime.now(timezone.utc), principal="alice",

@@ -78,6 +78,7 @@ class MemoryAuditSink:
     When full, the oldest event is dropped and counted in :attr:`dropped`. Thread-safe::
 
         >>> from datetime import datetime, timezone
+        >>> from sealstore.audit import AuditEvent, Operation
         >>> sink = MemoryAuditSink(maxlen=2)
         >>> for key_id in ("a", "b", "c"):
         ...     sink.record(AuditEvent(
