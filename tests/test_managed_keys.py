@@ -28,7 +28,7 @@ from sealstore.keys.managed import (
     RotationPolicy,
     VersionState,
 )
-from sealstore.keys.root import RootKey
+from sealstore.sealed import RootKey
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

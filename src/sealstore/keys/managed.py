@@ -7,7 +7,7 @@ version (the key reference, 1..128 bytes of ``[A-Za-z0-9._-]``), so decryption f
 master key without trying several.
 
 The keyring is kept by a :class:`KeyringStore`, a two-method protocol over one document:
-:class:`FileKeyringStore` seals it under a :class:`~sealstore.keys.root.RootKey` in a file
+:class:`FileKeyringStore` seals it under a :class:`~sealstore.sealed.RootKey` in a file
 replaced atomically under an exclusive lock; :class:`MemoryKeyringStore` keeps it in memory
 for tests. The document is JSON::
 
@@ -52,8 +52,7 @@ from sealstore.errors import (
     KeystoreError,
 )
 from sealstore.header import Header, Mode, key_binding
-from sealstore.keys.root import RootKey
-from sealstore.keys.sealed import SealedFile
+from sealstore.sealed import RootKey, SealedFile
 
 __all__ = [
     "MAX_VERSIONS",

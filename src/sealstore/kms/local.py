@@ -49,8 +49,6 @@ from sealstore.errors import (
     SealstoreError,
 )
 from sealstore.header import encode_context
-from sealstore.keys.root import RootKey
-from sealstore.keys.sealed import MAX_DOCUMENT_SIZE, SealedFile
 from sealstore.kms import DataKey
 from sealstore.kms.policy import (
     ANY_PRINCIPAL,
@@ -59,6 +57,8 @@ from sealstore.kms.policy import (
     KeyPolicy,
     check_principal,
 )
+from sealstore.sealed import MAX_DOCUMENT_SIZE, SealedFile
+from sealstore.sealed.root import RootKey
 
 __all__ = [
     "DEFAULT_ALIAS",
