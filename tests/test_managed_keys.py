@@ -18,7 +18,6 @@ import pytest
 import sealstore
 from sealstore.audit import AuditEvent, Operation, Outcome
 from sealstore.header import Mode, encode_header, parse_header
-from sealstore.keys import managed
 from sealstore.keys.managed import (
     FileKeyringStore,
     KeyringStore,
@@ -27,6 +26,7 @@ from sealstore.keys.managed import (
     MemoryKeyringStore,
     RotationPolicy,
     VersionState,
+    keyring,
 )
 from sealstore.sealed import RootKey
 
@@ -326,7 +326,7 @@ def test_destroy_only_retired_versions(keys: ManagedKeys) -> None:
 
 def test_the_keyring_is_bounded(keys: ManagedKeys, monkeypatch: pytest.MonkeyPatch) -> None:
     """At MAX_VERSIONS rotation refuses with KeystoreError; destroying a version makes room."""
-    monkeypatch.setattr(managed, "MAX_VERSIONS", 3)
+    monkeypatch.setattr(keyring, "MAX_VERSIONS", 3)  # read where the keyring is built
     first = keys.rotate()
     keys.rotate()
     keys.rotate()
