@@ -134,7 +134,7 @@ class ManagedKeys:
         self, data_key: bytes, immutable: bytes, context: Mapping[str, str]
     ) -> tuple[bytes, bytes]:
         """Wrap ``data_key`` under the current version; returns ``(version id, wrapped)``."""
-        return self._wrap(data_key, immutable, context, Operation.GENERATE)
+        return self._wrap(data_key, immutable, context)
 
     def unwrap_data_key(self, header: Header) -> bytes:
         """Recover the data key of ``header`` under the master key version it names.
@@ -143,24 +143,12 @@ class ManagedKeys:
         :class:`~sealstore.KeyRetiredError` for a retired one (both name the version) and
         :class:`~sealstore.DecryptionError` if the wrapped key fails authentication.
         """
-        ring, entry = self._open(header, Operation.UNWRAP)
-        data_key = self._unwrap(ring, entry, header, Operation.UNWRAP)
+        ring, entry = self._open(header)
+        data_key = self._unwrap(ring, entry, header)
         self._record(Operation.UNWRAP, ring, entry.id, header.context)
         return data_key
 
-    # Rewrapping and keyring administration.
-
-    def rewrap_data_key(self, header: Header) -> tuple[bytes, bytes]:
-        """Re-wrap the data key of ``header`` under the current version, body untouched.
-
-        Returns the new ``(key reference, wrapped key)`` for the same header fields; see the
-        rewrap recipe in ``docs/managed-keys.md``.
-        """
-        ring, entry = self._open(header, Operation.REWRAP)
-        data_key = self._unwrap(ring, entry, header, Operation.REWRAP)
-        return self._wrap(
-            data_key, header.immutable, header.context, Operation.REWRAP, f"from {entry.id}"
-        )
+    # Keyring administration.
 
     def rotate(self) -> KeyVersion:
         """Create a new master key version and make it current; returns it.
@@ -203,7 +191,7 @@ class ManagedKeys:
         def change(ring: Keyring, entry: MasterKey) -> Keyring | None:
             return ring.replace(attrs.evolve(entry, retired=False)) if entry.retired else None
 
-        return self._administer(Operation.ENABLE_KEY, version, change)
+        return self._administer(Operation.REACTIVATE, version, change)
 
     def destroy(self, version: str) -> KeyVersion:
         """Delete a retired ``version``'s key for good; returns what it was.
@@ -318,12 +306,7 @@ class ManagedKeys:
         return ring, ring.current_key, rotation[0] if rotation else None
 
     def _wrap(
-        self,
-        data_key: bytes,
-        immutable: bytes,
-        context: Mapping[str, str],
-        operation: Operation,
-        reason: str = "",
+        self, data_key: bytes, immutable: bytes, context: Mapping[str, str]
     ) -> tuple[bytes, bytes]:
         now = self._now()
         with self._state.lock:
@@ -332,10 +315,10 @@ class ManagedKeys:
             self._record(Operation.ROTATE, ring, rotated[0], reason=rotated[1])
         key_ref = entry.id.encode("ascii")
         wrapped = ring.wrapper(entry).wrap(data_key, key_binding(immutable, key_ref))
-        self._record(operation, ring, entry.id, context, reason=reason)
+        self._record(Operation.GENERATE, ring, entry.id, context)
         return key_ref, wrapped
 
-    def _open(self, header: Header, operation: Operation) -> tuple[Keyring, MasterKey]:
+    def _open(self, header: Header) -> tuple[Keyring, MasterKey]:
         """The keyring and version that unwrap ``header``, or the error naming the version."""
         version = _version_of(header.key_ref)
         now = self._now()
@@ -357,7 +340,7 @@ class ManagedKeys:
         entry = None if ring is None else ring.by_id.get(version)
         if ring is None or entry is None:
             self._record(
-                operation,
+                Operation.UNWRAP,
                 ring,
                 version,
                 header.context,
@@ -367,7 +350,7 @@ class ManagedKeys:
             raise _not_found(version)
         if entry.retired:
             self._record(
-                operation,
+                Operation.UNWRAP,
                 ring,
                 version,
                 header.context,
@@ -377,16 +360,14 @@ class ManagedKeys:
             raise _retired(version)
         return ring, entry
 
-    def _unwrap(
-        self, ring: Keyring, entry: MasterKey, header: Header, operation: Operation
-    ) -> bytes:
+    def _unwrap(self, ring: Keyring, entry: MasterKey, header: Header) -> bytes:
         try:
             return ring.wrapper(entry).unwrap(
                 header.wrapped_key, key_binding(header.immutable, header.key_ref)
             )
         except DecryptionError:
             self._record(
-                operation,
+                Operation.UNWRAP,
                 ring,
                 entry.id,
                 header.context,
