@@ -18,7 +18,7 @@ from pathlib import Path
 import sealstore
 from sealstore.header import parse_header
 from sealstore.keys.managed import FileKeyringStore, ManagedKeys, RotationPolicy, VersionState
-from sealstore.keys.root import RootKey
+from sealstore.sealed import RootKey
 
 KILLS = 25
 MAX_DELAY = 0.2

@@ -18,8 +18,6 @@ import sealstore
 from sealstore import _aead
 from sealstore.audit import AuditEvent, JsonlAuditLog, Operation, Outcome
 from sealstore.header import encode_context
-from sealstore.keys.root import RootKey
-from sealstore.keys.sealed import SealedFile
 from sealstore.kms import KmsClient, local
 from sealstore.kms.local import (
     DEFAULT_ALIAS,
@@ -29,6 +27,7 @@ from sealstore.kms.local import (
     LocalKms,
 )
 from sealstore.kms.policy import KeyOperation, KeyPolicy
+from sealstore.sealed import RootKey, SealedFile
 
 START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 CONTEXT = {"bucket": "orders", "object": "invoice-7"}

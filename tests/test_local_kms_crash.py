@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO
 
 from sealstore.audit import AuditEvent, JsonlAuditLog
-from sealstore.keys.root import RootKey
 from sealstore.kms.local import LocalKms
 from sealstore.kms.policy import KeyOperation, KeyPolicy
+from sealstore.sealed import RootKey
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRINCIPAL = "writer"

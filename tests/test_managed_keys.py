@@ -18,7 +18,6 @@ import pytest
 import sealstore
 from sealstore.audit import AuditEvent, Operation, Outcome
 from sealstore.header import Mode, encode_header, parse_header
-from sealstore.keys import managed
 from sealstore.keys.managed import (
     FileKeyringStore,
     KeyringStore,
@@ -27,8 +26,9 @@ from sealstore.keys.managed import (
     MemoryKeyringStore,
     RotationPolicy,
     VersionState,
+    keyring,
 )
-from sealstore.keys.root import RootKey
+from sealstore.sealed import RootKey
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -326,7 +326,7 @@ def test_destroy_only_retired_versions(keys: ManagedKeys) -> None:
 
 def test_the_keyring_is_bounded(keys: ManagedKeys, monkeypatch: pytest.MonkeyPatch) -> None:
     """At MAX_VERSIONS rotation refuses with KeystoreError; destroying a version makes room."""
-    monkeypatch.setattr(managed, "MAX_VERSIONS", 3)
+    monkeypatch.setattr(keyring, "MAX_VERSIONS", 3)  # read where the keyring is built
     first = keys.rotate()
     keys.rotate()
     keys.rotate()
@@ -703,25 +703,33 @@ def test_threads_share_one_instance_safely() -> None:
 # Rewrapping.
 
 
+def rewrap(blob: bytes, keys: ManagedKeys) -> bytes:
+    """The rewrap recipe of docs/managed-keys.md: the same data key, wrapped anew."""
+    header = parse_header(blob)
+    data_key = keys.unwrap_data_key(header)
+    key_ref, wrapped = keys.wrap_data_key(data_key, header.immutable, header.context)
+    return encode_header(header.mode, header.context_field, key_ref, wrapped) + blob[header.size :]
+
+
 def test_rewrap_moves_an_object_to_the_current_version(keys: ManagedKeys, sink: ListSink) -> None:
-    """rewrap_data_key re-wraps under the current version; the body is untouched."""
+    """An unwrap then a wrap re-wraps under the current version; the body is untouched."""
     audited = ManagedKeys(keys.store, clock=keys.clock, audit=sink)
     blob = sealstore.encrypt(b"payload", audited, context={"name": "a"})
     old = version_of(blob)
     current = audited.rotate()
     header = parse_header(blob)
-    key_ref, wrapped = audited.rewrap_data_key(header)
-    moved = encode_header(header.mode, header.context_field, key_ref, wrapped) + blob[header.size :]
+    sink.events.clear()
+    moved = rewrap(blob, audited)
     assert version_of(moved) == current.id
     assert moved[parse_header(moved).size :] == blob[header.size :]
     audited.retire(old)
     assert sealstore.decrypt(moved, audited, context={"name": "a"}) == b"payload"
-    rewraps = [e for e in sink.events if e.operation is Operation.REWRAP]
-    assert [(e.key_version, e.reason, e.context_keys) for e in rewraps] == [
-        (current.id, f"from {old}", ("name",))
+    assert [(e.operation, e.key_version, e.context_keys) for e in sink.events[:2]] == [
+        (Operation.UNWRAP, old, ("name",)),
+        (Operation.GENERATE, current.id, ("name",)),
     ]
     with pytest.raises(sealstore.KeyRetiredError):
-        audited.rewrap_data_key(header)
+        rewrap(blob, audited)
 
 
 # Audit.
@@ -755,7 +763,7 @@ def test_audit_events(clock: FakeClock, sink: ListSink) -> None:
         (Operation.RETIRE, new.id, Outcome.FAILURE),
         (Operation.RETIRE, version, Outcome.SUCCESS),
         (Operation.UNWRAP, version, Outcome.FAILURE),
-        (Operation.ENABLE_KEY, version, Outcome.SUCCESS),
+        (Operation.REACTIVATE, version, Outcome.SUCCESS),
         (Operation.UNWRAP, version, Outcome.FAILURE),
         (Operation.UNWRAP, "v000777-00000000", Outcome.FAILURE),
     ]
@@ -770,6 +778,22 @@ def test_audit_events(clock: FakeClock, sink: ListSink) -> None:
         "unknown version",
     ]
     assert "acme-secret" not in repr(sink.events)
+
+
+def test_reactivation_is_audited_as_reactivate(keys: ManagedKeys, sink: ListSink) -> None:
+    """A reactivation, done or refused, is recorded under its own operation: "reactivate"."""
+    audited = ManagedKeys(keys.store, clock=keys.clock, audit=sink)
+    old = audited.rotate().id
+    audited.rotate()
+    audited.retire(old)
+    audited.reactivate(old)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        audited.reactivate("v000009-00000000")
+    seen = [(e.operation.value, e.key_version, e.outcome) for e in sink.events[-2:]]
+    assert seen == [
+        ("reactivate", old, Outcome.SUCCESS),
+        ("reactivate", "v000009-00000000", Outcome.FAILURE),
+    ]
 
 
 def document_id(keys: ManagedKeys) -> str:

@@ -1,4 +1,4 @@
-"""SealedFile and RootKey: sealed, atomic documents for key material."""
+"""SealedFile, the sealed-document codec and RootKey: sealed documents for key material."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import sealstore
-from sealstore.keys.root import RootKey
-from sealstore.keys.sealed import SealedFile
+from sealstore.sealed import RootKey, SealedFile, open_document, seal_document
 
 
 @pytest.fixture
@@ -105,6 +104,34 @@ def test_concurrent_updates_serialize(tmp_path: Path, root: RootKey) -> None:
     for thread in threads:
         thread.join()
     assert doc.read() == b"80"
+
+
+def test_codec_round_trip_without_a_file(tmp_path: Path, root: RootKey) -> None:
+    """The codec seals and opens bytes alone, in the very layout SealedFile writes."""
+    sealed = seal_document(root, b"p", b"document")
+    assert sealed[:5] == b"SLKS\x01"
+    assert b"document" not in sealed
+    salt, document = open_document(root, b"p", sealed, "the object")
+    assert (salt, document) == (sealed[8:24], b"document")
+    assert seal_document(root, b"p", b"again", salt)[8:24] == salt
+    (tmp_path / "doc").write_bytes(sealed)
+    assert SealedFile(tmp_path / "doc", root, b"p").read() == b"document"
+    written = SealedFile(tmp_path / "other", root, b"p")
+    written.update(lambda old: b"from a file")
+    assert open_document(root, b"p", written.path.read_bytes(), "x")[1] == b"from a file"
+
+
+def test_codec_errors_name_where_the_document_is(root: RootKey) -> None:
+    """The codec's errors are the file's errors, naming the place the caller gave."""
+    with pytest.raises(sealstore.KeystoreError, match=r"^s3://b/keyring is not a sealed"):
+        open_document(root, b"p", b"not sealed at all", "s3://b/keyring")
+    with pytest.raises(sealstore.KeystoreError, match="has sealed-file version 2"):
+        open_document(root, b"p", b"SLKS\x02" + bytes(40), "s3://b/keyring")
+    sealed = seal_document(root, b"p", b"x")
+    with pytest.raises(sealstore.RootKeyError, match="does not open s3://b/keyring"):
+        open_document(RootKey.from_bytes(os.urandom(32)), b"p", sealed, "s3://b/keyring")
+    with pytest.raises(ValueError, match="salt"):
+        seal_document(root, b"p", b"x", b"short")
 
 
 def test_root_key_constructors_and_repr(tmp_path: Path) -> None:

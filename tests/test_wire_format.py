@@ -14,6 +14,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -447,13 +448,13 @@ def test_store_metadata_holds_the_header_as_documented() -> None:
     marker = backend.head("small").metadata["sealstore"]
     assert marker.startswith("detached:")
     header_bytes = base64.b64decode(marker[len("detached:") :], validate=True)
-    with backend.get("small") as stored:
+    with closing(backend.get("small")) as stored:
         body = stored.read()
     context = {"sealstore:object": "small"}
     assert decode_detached(header_bytes, body, key, context) == b"payload"
     store.put("large", b"payload", keys=sealstore.CustomerKeys(key), context={"k": "v" * 1200})
     assert backend.head("large").metadata == {"sealstore": "inline"}
-    with backend.get("large") as stored:
+    with closing(backend.get("large")) as stored:
         blob = stored.read()
     (length,) = struct.unpack(">I", blob[6:10])
     context = {"k": "v" * 1200, "sealstore:object": "large"}

@@ -68,9 +68,9 @@ from sealstore.keys.managed import (
     RotationPolicy,
     VersionState,
 )
-from sealstore.keys.root import RootKey
 from sealstore.kms import AwsKms, KeyPolicy, LocalKms
 from sealstore.reader import DecryptedReader
+from sealstore.sealed import RootKey
 from sealstore.store import EncryptedStore, ObjectHead
 
 try:

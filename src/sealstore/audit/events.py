@@ -54,6 +54,8 @@ class Operation(str, enum.Enum):
     """A new master key version was created and made current."""
     RETIRE = "retire"
     """A master key version was retired."""
+    REACTIVATE = "reactivate"
+    """A retired master key version was reactivated: it decrypts again."""
     CREATE_KEY = "create-key"
     ENABLE_KEY = "enable-key"
     DISABLE_KEY = "disable-key"

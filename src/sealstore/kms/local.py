@@ -1,7 +1,7 @@
 """``LocalKms``: an embedded key management service persisted in a directory.
 
 Master keys live in one sealed document, ``keys.sealed`` (a
-:class:`~sealstore.keys.sealed.SealedFile` under the root key): every change is a locked
+:class:`~sealstore.sealed.SealedFile` under the root key): every change is a locked
 read-modify-write replaced atomically, so a crash leaves the old document or the new one.
 Every use, change, denial and failure is sent to an audit sink; by default a hash-chained
 JSON-lines log, ``audit.jsonl``, in the same directory.
@@ -49,8 +49,6 @@ from sealstore.errors import (
     SealstoreError,
 )
 from sealstore.header import encode_context
-from sealstore.keys.root import RootKey
-from sealstore.keys.sealed import MAX_DOCUMENT_SIZE, SealedFile
 from sealstore.kms.base import DEFAULT_ALIAS, DataKey
 from sealstore.kms.policy import (
     ANY_PRINCIPAL,
@@ -59,6 +57,8 @@ from sealstore.kms.policy import (
     KeyPolicy,
     check_principal,
 )
+from sealstore.sealed import MAX_DOCUMENT_SIZE, SealedFile
+from sealstore.sealed.root import RootKey
 
 __all__ = [
     "DEFAULT_ALIAS",
@@ -145,7 +145,7 @@ class KeyMetadata:
     ``next_rotation`` is when the next use adds new material.
 
     >>> import pathlib, tempfile
-    >>> from sealstore.keys.root import RootKey
+    >>> from sealstore.sealed import RootKey
     >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=RootKey.from_bytes(bytes(32)))
     >>> meta = kms.create_key(principal="alice", description="orders")
     >>> meta.state, meta.current_version, meta.creator
@@ -316,7 +316,7 @@ class LocalKms:
     ``path / "audit.jsonl"``). ``clock`` returns the current time as an aware datetime.
 
     >>> import pathlib, tempfile
-    >>> from sealstore.keys.root import RootKey
+    >>> from sealstore.sealed import RootKey
     >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=RootKey.from_bytes(bytes(32)))
     >>> key_id = kms.create_key(principal="alice").key_id
     >>> kms.create_alias("alias/orders", key_id, principal="alice")

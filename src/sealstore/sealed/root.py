@@ -1,9 +1,8 @@
 """``RootKey``: the key that seals keyrings and key stores at rest.
 
 A root key comes from an environment variable, a key file, or a passphrase stretched by
-scrypt. It never encrypts objects: it seals the files that hold master keys
-(:class:`~sealstore.keys.sealed.SealedFile`), each under a key derived for one purpose and
-one file salt.
+scrypt. It never encrypts objects: it seals the documents that hold master keys
+(:mod:`sealstore.sealed`), each under a key derived for one purpose and one document salt.
 """
 
 from __future__ import annotations

@@ -5,13 +5,8 @@ read-modify-write under an exclusive lock on a sibling lock file, written to a t
 file, fsynced, renamed over the old one and made durable with an fsync of the directory:
 a crash at any moment leaves either the old document or the new one, never a mix.
 
-File layout (integers big-endian)::
-
-    magic "SLKS" (4) | version 1 (1) | scrypt log2 N, r, p (3; zeros for a raw root key)
-    | salt (16) | nonce (12) | AES-256-GCM ciphertext and tag of the document
-
-The sealing key is HKDF-SHA256 of the root key (or of its scrypt stretch) with the salt and
-a purpose label; the associated data is the purpose label followed by the first 24 bytes.
+The file holds exactly what :func:`~sealstore.sealed.codec.seal_document` returns; its
+layout is described in :mod:`sealstore.sealed.codec`.
 """
 
 from __future__ import annotations
@@ -25,21 +20,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final, final
 
-from sealstore import _aead
-from sealstore.errors import DecryptionError, KeystoreError, RootKeyError
-from sealstore.keys.root import RootKey
+from sealstore.errors import KeystoreError
+from sealstore.sealed.codec import MAX_DOCUMENT_SIZE, open_document, seal_document
+from sealstore.sealed.root import RootKey
 
 __all__ = ["SealedFile"]
 
-_MAGIC: Final = b"SLKS"
-_VERSION: Final = 1
-_SALT_SIZE: Final = 16
-_PREFIX_SIZE: Final = 4 + 1 + 3 + _SALT_SIZE
 _TEMPORARY: Final = ".tmp-"
 """Temporary copies of ``name`` are ``.{name}.tmp-<random>``: exact enough that the cleanup
 of one document never matches another's (``keyring`` and ``keyring.new`` side by side)."""
-MAX_DOCUMENT_SIZE: Final = 64 << 20
-"""A sealed document larger than this is refused as corrupt rather than read."""
 
 
 @final
@@ -91,7 +80,7 @@ class SealedFile:
             if new is None or new == current:
                 return current
             self._remove_stale_temporaries()
-            self._write(self._seal(new, salt or os.urandom(_SALT_SIZE)))
+            self._write(seal_document(self._root_key, self._purpose, new, salt))
             return new
 
     def _remove_stale_temporaries(self) -> None:
@@ -115,28 +104,8 @@ class SealedFile:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def _seal(self, document: bytes, salt: bytes) -> bytes:
-        log2_n, r, p = self._root_key.kdf_parameters
-        prefix = _MAGIC + bytes((_VERSION, log2_n, r, p)) + salt
-        key = self._root_key.derive(self._purpose, salt, (log2_n, r, p))
-        return prefix + _aead.seal_blob(key, document, self._purpose + prefix)
-
     def _open(self, data: bytes) -> tuple[bytes, bytes]:
-        if len(data) > MAX_DOCUMENT_SIZE or len(data) < _PREFIX_SIZE or data[:4] != _MAGIC:
-            raise KeystoreError(f"{self.path} is not a sealed sealstore key file")
-        if data[4] != _VERSION:
-            raise KeystoreError(
-                f"{self.path} has sealed-file version {data[4]}; upgrade sealstore to read it"
-            )
-        prefix, salt = data[:_PREFIX_SIZE], data[8:_PREFIX_SIZE]
-        key = self._root_key.derive(self._purpose, salt, (data[5], data[6], data[7]))
-        try:
-            return salt, _aead.open_blob(key, data[_PREFIX_SIZE:], self._purpose + prefix)
-        except DecryptionError:
-            raise RootKeyError(
-                f"the root key does not open {self.path}: it is not the key the file was "
-                "sealed with, or the file was altered"
-            ) from None
+        return open_document(self._root_key, self._purpose, data, str(self.path))
 
     def _write(self, data: bytes) -> None:
         directory = self.path.parent
