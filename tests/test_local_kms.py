@@ -20,13 +20,15 @@ from sealstore.audit import AuditEvent, JsonlAuditLog, Operation, Outcome
 from sealstore.header import encode_context
 from sealstore.keys.root import RootKey
 from sealstore.keys.sealed import SealedFile
-from sealstore.kms import KmsClient, local
+from sealstore.kms import KmsClient
 from sealstore.kms.local import (
     DEFAULT_ALIAS,
     MAX_BLOB_SIZE,
     KeyEntry,
     KeyState,
     LocalKms,
+    cache,
+    document,
 )
 from sealstore.kms.policy import KeyOperation, KeyPolicy
 
@@ -913,9 +915,9 @@ def test_limits_are_enforced(
 ) -> None:
     """Material versions, keys and aliases are capped; at the version cap a key stops
     rotating on its own but keeps working."""
-    monkeypatch.setattr(local, "MAX_VERSIONS", 2)
-    monkeypatch.setattr(local, "MAX_KEYS", 2)
-    monkeypatch.setattr(local, "MAX_ALIASES", 1)
+    monkeypatch.setattr(document, "MAX_VERSIONS", 2)
+    monkeypatch.setattr(document, "MAX_KEYS", 2)
+    monkeypatch.setattr(document, "MAX_ALIASES", 1)
     key_id = kms.create_key(principal=ADMIN).key_id
     assert kms.rotate_key(key_id, principal=ADMIN) == 2
     with pytest.raises(sealstore.KmsError, match="material versions"):
@@ -960,7 +962,7 @@ def test_a_settled_document_is_trusted_by_signature_and_changes_still_show(
 ) -> None:
     """Once the file is old enough its signature alone vouches for the cached document, and a
     change by another instance (a new file) is still noticed."""
-    monkeypatch.setattr(local, "_RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(cache, "_RACY_WINDOW_NS", 0)
     other = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=ListSink())
     key_id = kms.create_key(principal=ADMIN).key_id
     for _ in range(3):
