@@ -30,7 +30,7 @@ from sealstore.kms.local import (
     cache,
     document,
 )
-from sealstore.kms.policy import KeyOperation, KeyPolicy
+from sealstore.kms.policy import AUDITED_AS, KeyOperation, KeyPolicy
 
 START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 CONTEXT = {"bucket": "orders", "object": "invoice-7"}
@@ -342,8 +342,11 @@ def _expected(operation: KeyOperation, who: str, state: str) -> type[Exception] 
 @pytest.mark.parametrize("state", STATES)
 @pytest.mark.parametrize("who", PRINCIPALS)
 @pytest.mark.parametrize("operation", list(KeyOperation))
-def test_policy_matrix(kms: LocalKms, operation: KeyOperation, who: str, state: str) -> None:
-    """Existence, then policy, then state decide each call, with the exact error type."""
+def test_policy_matrix(
+    kms: LocalKms, sink: ListSink, operation: KeyOperation, who: str, state: str
+) -> None:
+    """Existence, then policy, then state decide each call, with the exact error type; the
+    call is audited as the operation AUDITED_AS maps its key operation to."""
     cell = Cell(kms, operation, "*" if who == "wildcard" else USER)
     cell.set_state(state)
     expected = _expected(operation, who, state)
@@ -354,11 +357,13 @@ def test_policy_matrix(kms: LocalKms, operation: KeyOperation, who: str, state: 
         with pytest.raises(expected) as caught:
             CALLS[operation](cell, caller)
         assert type(caught.value) is expected
+    assert sink.events[-1].principal == caller
+    assert sink.events[-1].operation is AUDITED_AS[operation]
 
 
 def test_policy_matrix_covers_every_operation() -> None:
     """The expectations table names every key operation, so the matrix misses none."""
-    assert set(ALLOWED) == set(CALLS) == set(KeyOperation)
+    assert set(ALLOWED) == set(CALLS) == set(AUDITED_AS) == set(KeyOperation)
 
 
 def test_put_key_policy_changes_who_may_do_what(kms: LocalKms) -> None:

@@ -59,7 +59,7 @@ class _Administration(_KeyStore):
         (:meth:`KeyPolicy.owner`). A policy must grant ``put-policy`` to someone, or the key
         could never be administered.
         """
-        with self._audited(Operation.CREATE_KEY, principal, "") as call:
+        with self._auditor.call(Operation.CREATE_KEY, principal, "") as call:
             principal = check_principal(principal)
             description = _check_description(description)
             policy = KeyPolicy.owner(principal) if policy is None else _check_policy(policy)
@@ -76,7 +76,7 @@ class _Administration(_KeyStore):
 
     def describe_key(self, key_id: str, *, principal: str) -> KeyMetadata:
         """The metadata of ``key_id`` (an id or alias), in any state."""
-        with self._audited(Operation.DESCRIBE_KEY, principal, key_id) as call:
+        with self._audited(KeyOperation.DESCRIBE, principal, key_id) as call:
             principal = check_principal(principal)
             name = _check_name(key_id)
             store = self._current(self._now(), principal)
@@ -103,7 +103,6 @@ class _Administration(_KeyStore):
     def enable_key(self, key_id: str, *, principal: str) -> None:
         """Make a disabled key usable again (an enabled key stays enabled)."""
         self._administer(
-            Operation.ENABLE_KEY,
             KeyOperation.ENABLE,
             key_id,
             principal,
@@ -114,7 +113,6 @@ class _Administration(_KeyStore):
     def disable_key(self, key_id: str, *, principal: str) -> None:
         """Refuse every use of the key until it is enabled again; its material is kept."""
         self._administer(
-            Operation.DISABLE_KEY,
             KeyOperation.DISABLE,
             key_id,
             principal,
@@ -135,12 +133,11 @@ class _Administration(_KeyStore):
             or not isinstance(waiting_days, int)
             or not MIN_WAITING_DAYS <= waiting_days <= MAX_WAITING_DAYS
         ):
-            with self._audited(Operation.SCHEDULE_DELETION, principal, key_id):
+            with self._audited(KeyOperation.SCHEDULE_DELETION, principal, key_id):
                 raise InvalidKmsRequestError(
                     f"waiting_days must be an int from {MIN_WAITING_DAYS} to {MAX_WAITING_DAYS}"
                 )
         key = self._administer(
-            Operation.SCHEDULE_DELETION,
             KeyOperation.SCHEDULE_DELETION,
             key_id,
             principal,
@@ -158,7 +155,6 @@ class _Administration(_KeyStore):
     def cancel_key_deletion(self, key_id: str, *, principal: str) -> None:
         """Cancel a scheduled deletion; the key is then disabled (enable it to use it)."""
         self._administer(
-            Operation.CANCEL_DELETION,
             KeyOperation.CANCEL_DELETION,
             key_id,
             principal,
@@ -172,7 +168,6 @@ class _Administration(_KeyStore):
         New blobs use it; blobs made under older material still decrypt.
         """
         key = self._administer(
-            Operation.ROTATE,
             KeyOperation.ROTATE,
             key_id,
             principal,
@@ -184,10 +179,9 @@ class _Administration(_KeyStore):
     def put_key_policy(self, key_id: str, policy: KeyPolicy, *, principal: str) -> None:
         """Replace the key's policy. ``policy`` must grant ``put-policy`` to someone."""
         if not isinstance(policy, KeyPolicy) or not policy.principals(KeyOperation.PUT_POLICY):
-            with self._audited(Operation.PUT_POLICY, principal, key_id):
+            with self._audited(KeyOperation.PUT_POLICY, principal, key_id):
                 _check_policy(policy)
         self._administer(
-            Operation.PUT_POLICY,
             KeyOperation.PUT_POLICY,
             key_id,
             principal,
@@ -200,7 +194,7 @@ class _Administration(_KeyStore):
 
         Aliases are unique; ``alias/sealstore/`` is reserved. Delete an alias to reuse it.
         """
-        with self._audited(Operation.CREATE_ALIAS, principal, key_id) as call:
+        with self._audited(KeyOperation.CREATE_ALIAS, principal, key_id) as call:
             principal = check_principal(principal)
             alias = _check_alias(alias)
             name = _check_name(key_id)
@@ -224,7 +218,7 @@ class _Administration(_KeyStore):
 
     def delete_alias(self, alias: str, *, principal: str) -> None:
         """Delete ``alias``; the key it points at is unchanged."""
-        with self._audited(Operation.DELETE_ALIAS, principal, alias) as call:
+        with self._audited(KeyOperation.DELETE_ALIAS, principal, alias) as call:
             principal = check_principal(principal)
             alias = _check_alias(alias)
             call.reason = f"deleted alias {alias}"
@@ -243,8 +237,7 @@ class _Administration(_KeyStore):
 
     def _administer(
         self,
-        operation: Operation,
-        key_operation: KeyOperation,
+        operation: KeyOperation,
         key_id: object,
         principal: object,
         *,
@@ -262,7 +255,7 @@ class _Administration(_KeyStore):
             def change(store: _Store) -> _Store:
                 key = store.resolve(name)
                 call.key_id = key.key_id
-                _authorize(key, checked, key_operation)
+                _authorize(key, checked, operation)
                 _require_state(key, states)
                 edited.append(edit(key, now))
                 return store.with_key(edited[0])

@@ -18,6 +18,7 @@ from sealstore.keys.sealed import SealedFile
 from sealstore.kms.local.auditing import _Auditor, _Call
 from sealstore.kms.local.cache import _CachedDocument
 from sealstore.kms.local.document import _decode, _encode, _format_time, _Key, _Store
+from sealstore.kms.policy import AUDITED_AS, KeyOperation
 
 _PURPOSE: Final = b"sealstore/local-kms/v1"
 _DOCUMENT_NAME: Final = "keys.sealed"
@@ -109,10 +110,15 @@ class _KeyStore:
         return outcome[0]
 
     def _audited(
-        self, operation: Operation, principal: object, key_id: object, context: object = None
+        self, operation: KeyOperation, principal: object, key_id: object, context: object = None
     ) -> contextlib.AbstractContextManager[_Call]:
-        """Record how the call in the ``with`` block ended: success, denial or failure."""
-        return self._auditor.call(operation, principal, key_id, context)
+        """Record how the call in the ``with`` block ended: success, denial or failure.
+
+        ``operation`` is what the key policy must grant; the event names the audit operation
+        :data:`~sealstore.kms.policy.AUDITED_AS` maps it to. A call no policy governs
+        (creating a key) uses ``self._auditor.call`` with its audit operation instead.
+        """
+        return self._auditor.call(AUDITED_AS[operation], principal, key_id, context)
 
     def _record(self, event: AuditEvent) -> None:
         self._auditor.record(event)

@@ -17,7 +17,13 @@ from sealstore.kms.local.auditing import _Call
 from sealstore.kms.local.blob import _check_blob, _seal, _unseal
 from sealstore.kms.local.checks import _USE_STATES, _authorize, _check_name, _require_state
 from sealstore.kms.local.document import KeyState, _Key, _new_key, _Store
-from sealstore.kms.policy import ANY_PRINCIPAL, KeyOperation, KeyPolicy, check_principal
+from sealstore.kms.policy import (
+    ANY_PRINCIPAL,
+    AUDITED_AS,
+    KeyOperation,
+    KeyPolicy,
+    check_principal,
+)
 
 __all__ = ["DEFAULT_ALIAS", "LocalKms"]
 
@@ -72,7 +78,7 @@ class LocalKms(_Administration):
 
         ``key_id`` may be an alias; the result names the key's real id.
         """
-        with self._audited(Operation.GENERATE, principal, key_id, context) as call:
+        with self._audited(KeyOperation.GENERATE, principal, key_id, context) as call:
             principal = check_principal(principal)
             name = _check_name(key_id)
             encoded = encode_context(context)
@@ -90,7 +96,7 @@ class LocalKms(_Administration):
     ) -> bytes:
         """The data key in ``blob``, which must name ``key_id`` (or the key it is an alias of)
         and have been made with exactly ``context``; otherwise :class:`DecryptionError`."""
-        with self._audited(Operation.UNWRAP, principal, key_id, context) as call:
+        with self._audited(KeyOperation.DECRYPT, principal, key_id, context) as call:
             principal = check_principal(principal)
             name = _check_name(key_id)
             encoded = encode_context(context)
@@ -113,7 +119,7 @@ class LocalKms(_Administration):
 
         Re-encrypting to the same key moves a blob onto the key's newest material.
         """
-        with self._audited(Operation.REWRAP, principal, key_id, context) as call:
+        with self._audited(KeyOperation.REENCRYPT_FROM, principal, key_id, context) as call:
             principal = check_principal(principal)
             name = _check_name(key_id)
             new_name = _check_name(new_key_id)
@@ -136,7 +142,7 @@ class LocalKms(_Administration):
                 AuditEvent(
                     time=now,
                     principal=principal,
-                    operation=Operation.REWRAP,
+                    operation=AUDITED_AS[KeyOperation.REENCRYPT_TO],
                     key_id=target.key_id,
                     key_version=str(new_material.version),
                     context_keys=call.context_keys,
@@ -151,7 +157,7 @@ class LocalKms(_Administration):
         Every principal may generate, decrypt, re-encrypt with and describe the default key;
         no one administers it, and it rotates yearly on its own.
         """
-        with self._audited(Operation.CREATE_KEY, principal, DEFAULT_ALIAS) as call:
+        with self._auditor.call(Operation.CREATE_KEY, principal, DEFAULT_ALIAS) as call:
             call.audit_success = False  # only a call that creates the key is audited
             principal = check_principal(principal)
             now = self._now()
