@@ -18,15 +18,17 @@ import sealstore
 from sealstore import _aead
 from sealstore.audit import AuditEvent, JsonlAuditLog, Operation, Outcome
 from sealstore.header import encode_context
-from sealstore.kms import KmsClient, local
+from sealstore.kms import KmsClient
 from sealstore.kms.local import (
     DEFAULT_ALIAS,
     MAX_BLOB_SIZE,
     KeyEntry,
     KeyState,
     LocalKms,
+    cache,
+    document,
 )
-from sealstore.kms.policy import KeyOperation, KeyPolicy
+from sealstore.kms.policy import AUDITED_AS, KeyOperation, KeyPolicy
 from sealstore.sealed import RootKey, SealedFile
 
 START = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -339,8 +341,11 @@ def _expected(operation: KeyOperation, who: str, state: str) -> type[Exception] 
 @pytest.mark.parametrize("state", STATES)
 @pytest.mark.parametrize("who", PRINCIPALS)
 @pytest.mark.parametrize("operation", list(KeyOperation))
-def test_policy_matrix(kms: LocalKms, operation: KeyOperation, who: str, state: str) -> None:
-    """Existence, then policy, then state decide each call, with the exact error type."""
+def test_policy_matrix(
+    kms: LocalKms, sink: ListSink, operation: KeyOperation, who: str, state: str
+) -> None:
+    """Existence, then policy, then state decide each call, with the exact error type; the
+    call is audited as the operation AUDITED_AS maps its key operation to."""
     cell = Cell(kms, operation, "*" if who == "wildcard" else USER)
     cell.set_state(state)
     expected = _expected(operation, who, state)
@@ -351,11 +356,13 @@ def test_policy_matrix(kms: LocalKms, operation: KeyOperation, who: str, state: 
         with pytest.raises(expected) as caught:
             CALLS[operation](cell, caller)
         assert type(caught.value) is expected
+    assert sink.events[-1].principal == caller
+    assert sink.events[-1].operation is AUDITED_AS[operation]
 
 
 def test_policy_matrix_covers_every_operation() -> None:
     """The expectations table names every key operation, so the matrix misses none."""
-    assert set(ALLOWED) == set(CALLS) == set(KeyOperation)
+    assert set(ALLOWED) == set(CALLS) == set(AUDITED_AS) == set(KeyOperation)
 
 
 def test_put_key_policy_changes_who_may_do_what(kms: LocalKms) -> None:
@@ -912,9 +919,9 @@ def test_limits_are_enforced(
 ) -> None:
     """Material versions, keys and aliases are capped; at the version cap a key stops
     rotating on its own but keeps working."""
-    monkeypatch.setattr(local, "MAX_VERSIONS", 2)
-    monkeypatch.setattr(local, "MAX_KEYS", 2)
-    monkeypatch.setattr(local, "MAX_ALIASES", 1)
+    monkeypatch.setattr(document, "MAX_VERSIONS", 2)
+    monkeypatch.setattr(document, "MAX_KEYS", 2)
+    monkeypatch.setattr(document, "MAX_ALIASES", 1)
     key_id = kms.create_key(principal=ADMIN).key_id
     assert kms.rotate_key(key_id, principal=ADMIN) == 2
     with pytest.raises(sealstore.KmsError, match="material versions"):
@@ -959,7 +966,7 @@ def test_a_settled_document_is_trusted_by_signature_and_changes_still_show(
 ) -> None:
     """Once the file is old enough its signature alone vouches for the cached document, and a
     change by another instance (a new file) is still noticed."""
-    monkeypatch.setattr(local, "_RACY_WINDOW_NS", 0)
+    monkeypatch.setattr(cache, "_RACY_WINDOW_NS", 0)
     other = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=ListSink())
     key_id = kms.create_key(principal=ADMIN).key_id
     for _ in range(3):

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Final, final
 
 import attrs
 
+from sealstore.audit import Operation
 from sealstore.errors import InvalidKmsRequestError
 
 __all__ = [
     "ADMIN_OPERATIONS",
     "ANY_PRINCIPAL",
+    "AUDITED_AS",
     "MAX_PRINCIPALS_PER_OPERATION",
     "MAX_PRINCIPAL_LENGTH",
     "USE_OPERATIONS",
@@ -87,6 +90,29 @@ ADMIN_OPERATIONS: Final = frozenset(
     }
 )
 """The operations that administer the key."""
+AUDITED_AS: Final[Mapping[KeyOperation, Operation]] = MappingProxyType(
+    {
+        KeyOperation.GENERATE: Operation.GENERATE,
+        KeyOperation.DECRYPT: Operation.UNWRAP,
+        KeyOperation.REENCRYPT_FROM: Operation.REWRAP,
+        KeyOperation.REENCRYPT_TO: Operation.REWRAP,
+        KeyOperation.DESCRIBE: Operation.DESCRIBE_KEY,
+        KeyOperation.ENABLE: Operation.ENABLE_KEY,
+        KeyOperation.DISABLE: Operation.DISABLE_KEY,
+        KeyOperation.SCHEDULE_DELETION: Operation.SCHEDULE_DELETION,
+        KeyOperation.CANCEL_DELETION: Operation.CANCEL_DELETION,
+        KeyOperation.ROTATE: Operation.ROTATE,
+        KeyOperation.PUT_POLICY: Operation.PUT_POLICY,
+        KeyOperation.CREATE_ALIAS: Operation.CREATE_ALIAS,
+        KeyOperation.DELETE_ALIAS: Operation.DELETE_ALIAS,
+    }
+)
+"""The audit operation a call is recorded as, by the key operation the policy grants it.
+
+A re-encryption needs ``reencrypt-from`` on one key and ``reencrypt-to`` on the other, and is
+recorded as one ``rewrap``. Events no policy grants (creating a key, destroying it after its
+waiting period, rotating it automatically) are recorded under their own audit operation.
+"""
 
 _OPERATIONS: Final = {operation.value: operation for operation in KeyOperation}
 _ORDER: Final = tuple(KeyOperation)

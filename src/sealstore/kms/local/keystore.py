@@ -1,0 +1,123 @@
+"""The key store behind a LocalKms: its directory, its document, its clock and its audit
+trail, and how a call reads and changes the document."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Final
+
+from sealstore.audit import AuditEvent, AuditSink, JsonlAuditLog, Operation
+from sealstore.clock import utc_now
+from sealstore.errors import KeystoreError, KmsError
+from sealstore.kms.local.auditing import _Auditor, _Call
+from sealstore.kms.local.cache import _CachedDocument
+from sealstore.kms.local.document import _decode, _encode, _format_time, _Key, _Store
+from sealstore.kms.policy import AUDITED_AS, KeyOperation
+from sealstore.sealed import RootKey, SealedFile
+
+_PURPOSE: Final = b"sealstore/local-kms/v1"
+_DOCUMENT_NAME: Final = "keys.sealed"
+_AUDIT_NAME: Final = "audit.jsonl"
+
+
+class _KeyStore:
+    """The state every LocalKms call works on, and the steps they share."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        root_key: RootKey,
+        clock: Callable[[], datetime] = utc_now,
+        audit: AuditSink | None = None,
+    ) -> None:
+        self._path = Path(path)
+        try:
+            self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise KeystoreError(
+                f"cannot create the key store directory {self._path}: {error.strerror}"
+            ) from None
+        self._document = _CachedDocument(
+            SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE)
+        )
+        self._clock = clock
+        self._auditor = _Auditor(
+            JsonlAuditLog(self._path / _AUDIT_NAME) if audit is None else audit, self._now
+        )
+        # A wrong root key or a damaged store fails here, not at first use.
+        self._document.snapshot()
+
+    @property
+    def path(self) -> Path:
+        """The directory holding the key store."""
+        return self._path
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise KmsError(
+                "the LocalKms clock must return timezone-aware datetimes, such as "
+                "datetime.now(timezone.utc)"
+            )
+        return now.astimezone(timezone.utc)
+
+    def _current(self, now: datetime, principal: str) -> _Store:
+        """The document, after destroying the keys whose deletion date has come."""
+        store = self._document.snapshot()
+        if store.next_deletion is not None and now >= store.next_deletion:
+            store = self._mutate(lambda current: None, now, principal)
+        return store
+
+    def _mutate(
+        self, change: Callable[[_Store], _Store | None], now: datetime, principal: str
+    ) -> _Store:
+        """Apply ``change`` to the document under its lock (after purging expired keys) and
+        write the result; ``change`` returns ``None`` to leave the document as it is."""
+        purged: list[_Key] = []
+        outcome: list[_Store] = []
+
+        def apply(current: bytes | None) -> bytes | None:
+            store = _Store({}, {}) if current is None else _decode(current, self._document.path)
+            store, gone = store.purged(now)
+            changed = change(store)
+            purged[:] = gone
+            outcome[:] = [store if changed is None else changed]
+            if changed is None and not gone:
+                return None
+            return _encode(outcome[0])
+
+        self._document.update(apply)
+        for key in purged:
+            self._record(
+                AuditEvent(
+                    time=now,
+                    principal=principal,
+                    operation=Operation.DELETE_KEY,
+                    key_id=key.key_id,
+                    key_version=str(key.newest.version),
+                    reason=(
+                        f"the deletion date {_format_time(key.deletion_date)} passed; "
+                        "the key material was destroyed"
+                    ),
+                )
+            )
+        return outcome[0]
+
+    def _audited(
+        self, operation: KeyOperation, principal: object, key_id: object, context: object = None
+    ) -> contextlib.AbstractContextManager[_Call]:
+        """Record how the call in the ``with`` block ended: success, denial or failure.
+
+        ``operation`` is what the key policy must grant; the event names the audit operation
+        :data:`~sealstore.kms.policy.AUDITED_AS` maps it to. A call no policy governs
+        (creating a key) uses ``self._auditor.call`` with its audit operation instead.
+        """
+        return self._auditor.call(AUDITED_AS[operation], principal, key_id, context)
+
+    def _record(self, event: AuditEvent) -> None:
+        self._auditor.record(event)

@@ -1,0 +1,229 @@
+"""The service a LocalKms gives applications: data keys, decryption, re-encryption and the
+default key, under key policies and automatic yearly rotation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Final, final
+
+from sealstore import _aead
+from sealstore.audit import AuditEvent, Operation
+from sealstore.header import encode_context
+from sealstore.kms.base import DEFAULT_ALIAS, DataKey
+from sealstore.kms.local.admin import _Administration
+from sealstore.kms.local.auditing import _Call
+from sealstore.kms.local.blob import _check_blob, _seal, _unseal
+from sealstore.kms.local.checks import _USE_STATES, _authorize, _check_name, _require_state
+from sealstore.kms.local.document import KeyState, _Key, _new_key, _Store
+from sealstore.kms.policy import (
+    ANY_PRINCIPAL,
+    AUDITED_AS,
+    KeyOperation,
+    KeyPolicy,
+    check_principal,
+)
+
+__all__ = ["DEFAULT_ALIAS", "LocalKms"]
+
+_DEFAULT_KEY_POLICY: Final = KeyPolicy(
+    dict.fromkeys(
+        (
+            KeyOperation.GENERATE,
+            KeyOperation.DECRYPT,
+            KeyOperation.REENCRYPT_FROM,
+            KeyOperation.REENCRYPT_TO,
+            KeyOperation.DESCRIBE,
+        ),
+        (ANY_PRINCIPAL,),
+    )
+)
+
+
+@final
+class LocalKms(_Administration):
+    """An embedded key management service: master keys, aliases, policies and rotation,
+    persisted (sealed under ``root_key``) in the directory ``path``.
+
+    It implements :class:`~sealstore.kms.KmsClient`. Every call names the ``principal``
+    making it; key policies decide what each principal may do. Every use, change, denial
+    and failure is recorded in ``audit`` (by default the hash-chained log
+    ``path / "audit.jsonl"``). ``clock`` returns the current time as an aware datetime.
+
+    >>> import pathlib, tempfile
+    >>> from sealstore.sealed import RootKey
+    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=RootKey.from_bytes(bytes(32)))
+    >>> key_id = kms.create_key(principal="alice").key_id
+    >>> kms.create_alias("alias/orders", key_id, principal="alice")
+    >>> data_key = kms.generate_data_key("alias/orders", {"bucket": "b"}, principal="alice")
+    >>> data_key.key_id == key_id
+    True
+    >>> kms.decrypt(key_id, data_key.blob, {"bucket": "b"}, principal="alice") == data_key.plaintext
+    True
+    """
+
+    def __repr__(self) -> str:
+        return f"LocalKms({str(self._path)!r})"
+
+    # The KmsClient protocol.
+
+    def generate_data_key(
+        self, key_id: str, context: Mapping[str, str], *, principal: str
+    ) -> DataKey:
+        """A fresh 32-byte data key and its blob under the newest material of ``key_id``.
+
+        ``key_id`` may be an alias; the result names the key's real id.
+        """
+        with self._audited(KeyOperation.GENERATE, principal, key_id, context) as call:
+            principal = check_principal(principal)
+            name = _check_name(key_id)
+            encoded = encode_context(context)
+            now = self._now()
+            store = self._current(now, principal)
+            key = self._usable(store, name, principal, KeyOperation.GENERATE, call)
+            store, key = self._rotated_if_due(store, key, now, principal, KeyOperation.GENERATE)
+            material = key.newest
+            call.version = material.version
+            data_key = os.urandom(_aead.KEY_SIZE)
+            return DataKey(key.key_id, data_key, _seal(store, key, material, data_key, encoded))
+
+    def decrypt(
+        self, key_id: str, blob: bytes, context: Mapping[str, str], *, principal: str
+    ) -> bytes:
+        """The data key in ``blob``, which must name ``key_id`` (or the key it is an alias of)
+        and have been made with exactly ``context``; otherwise :class:`DecryptionError`."""
+        with self._audited(KeyOperation.DECRYPT, principal, key_id, context) as call:
+            principal = check_principal(principal)
+            name = _check_name(key_id)
+            encoded = encode_context(context)
+            _check_blob(blob)
+            store = self._current(self._now(), principal)
+            key = self._usable(store, name, principal, KeyOperation.DECRYPT, call)
+            return _unseal(store, key, blob, encoded, call)[1]
+
+    def reencrypt(
+        self,
+        key_id: str,
+        blob: bytes,
+        context: Mapping[str, str],
+        new_key_id: str,
+        *,
+        principal: str,
+    ) -> tuple[str, bytes]:
+        """The data key in ``blob`` as a new blob under the newest material of
+        ``new_key_id``, with the same context: ``(real key id, new blob)``.
+
+        Re-encrypting to the same key moves a blob onto the key's newest material.
+        """
+        with self._audited(KeyOperation.REENCRYPT_FROM, principal, key_id, context) as call:
+            principal = check_principal(principal)
+            name = _check_name(key_id)
+            new_name = _check_name(new_key_id)
+            encoded = encode_context(context)
+            _check_blob(blob)
+            now = self._now()
+            store = self._current(now, principal)
+            source = self._usable(store, name, principal, KeyOperation.REENCRYPT_FROM, call)
+            call.key_id = new_name
+            target = self._usable(store, new_name, principal, KeyOperation.REENCRYPT_TO, call)
+            call.key_id = source.key_id
+            material, data_key = _unseal(store, source, blob, encoded, call)
+            store, target = self._rotated_if_due(
+                store, target, now, principal, KeyOperation.REENCRYPT_TO
+            )
+            new_material = target.newest
+            new_blob = _seal(store, target, new_material, data_key, encoded)
+            call.reason = f"re-encrypted to key {target.key_id} version {new_material.version}"
+            call.then.append(
+                AuditEvent(
+                    time=now,
+                    principal=principal,
+                    operation=AUDITED_AS[KeyOperation.REENCRYPT_TO],
+                    key_id=target.key_id,
+                    key_version=str(new_material.version),
+                    context_keys=call.context_keys,
+                    reason=f"re-encrypted from key {source.key_id} version {material.version}",
+                )
+            )
+            return target.key_id, new_blob
+
+    def default_key_id(self, *, principal: str) -> str:
+        """The id of the key behind ``alias/sealstore/default``, created at first use.
+
+        Every principal may generate, decrypt, re-encrypt with and describe the default key;
+        no one administers it, and it rotates yearly on its own.
+        """
+        with self._auditor.call(Operation.CREATE_KEY, principal, DEFAULT_ALIAS) as call:
+            call.audit_success = False  # only a call that creates the key is audited
+            principal = check_principal(principal)
+            now = self._now()
+            store = self._current(now, principal)
+            key_id = store.aliases.get(DEFAULT_ALIAS)
+            if key_id is not None:
+                return key_id
+            created: list[_Key] = []
+
+            def create(current: _Store) -> _Store | None:
+                if DEFAULT_ALIAS in current.aliases:
+                    return None  # another process made it first
+                current.check_room_for_key()
+                key = _new_key(
+                    principal,
+                    "the default key, used when no key is named",
+                    _DEFAULT_KEY_POLICY,
+                    now,
+                )
+                created.append(key)
+                return _Store(
+                    {**current.keys, key.key_id: key},
+                    {**current.aliases, DEFAULT_ALIAS: key.key_id},
+                )
+
+            store = self._mutate(create, now, principal)
+            if created:
+                call.key_id, call.version = created[0].key_id, 1
+                call.reason = f"the default key, alias {DEFAULT_ALIAS}"
+                call.audit_success = True
+            return store.aliases[DEFAULT_ALIAS]
+
+    def _usable(
+        self, store: _Store, name: str, principal: str, operation: KeyOperation, call: _Call
+    ) -> _Key:
+        key = store.resolve(name)
+        call.key_id = key.key_id
+        _authorize(key, principal, operation)
+        _require_state(key, _USE_STATES)
+        return key
+
+    def _rotated_if_due(
+        self, store: _Store, key: _Key, now: datetime, principal: str, operation: KeyOperation
+    ) -> tuple[_Store, _Key]:
+        if not key.rotation_due(now):
+            return store, key
+        rotated: list[_Key] = []
+
+        def rotate(current: _Store) -> _Store | None:
+            fresh = current.keys.get(key.key_id)
+            if fresh is None or fresh.state is not KeyState.ENABLED or not fresh.rotation_due(now):
+                return None  # gone, disabled, or rotated by someone else meanwhile
+            rotated.append(fresh.with_new_material(now))
+            return current.with_key(rotated[0])
+
+        store = self._mutate(rotate, now, principal)
+        if rotated:
+            self._record(
+                AuditEvent(
+                    time=now,
+                    principal=principal,
+                    operation=Operation.ROTATE,
+                    key_id=key.key_id,
+                    key_version=str(rotated[0].newest.version),
+                    reason="automatic yearly rotation",
+                )
+            )
+        # The key may have changed while the lock was free: check it again.
+        fresh = store.resolve(key.key_id)
+        _authorize(fresh, principal, operation)
+        _require_state(fresh, _USE_STATES)
+        return store, fresh
