@@ -12,27 +12,27 @@ import attrs
 from sealstore.audit import Operation
 from sealstore.errors import KmsError
 from sealstore.kms.local.checks import (
-    _CHANGE_STATES,
-    _USE_STATES,
-    _authorize,
-    _check_alias,
-    _check_description,
-    _check_name,
-    _check_policy,
-    _require_state,
+    CHANGE_STATES,
+    USE_STATES,
+    authorize,
+    check_alias,
+    check_description,
+    check_name,
+    check_policy,
+    require_state,
 )
 from sealstore.kms.local.document import (
+    Key,
     KeyEntry,
     KeyMetadata,
     KeyState,
-    _expired,
-    _format_time,
-    _Key,
-    _metadata,
-    _new_key,
-    _Store,
+    Store,
+    format_time,
+    is_expired,
+    key_metadata,
+    new_key,
 )
-from sealstore.kms.local.keystore import _KeyStore
+from sealstore.kms.local.keystore import KeyStore
 from sealstore.kms.policy import (
     InvalidKmsRequestError,
     KeyOperation,
@@ -47,7 +47,7 @@ MAX_WAITING_DAYS: Final = 30
 DEFAULT_WAITING_DAYS: Final = 30
 
 
-class _Administration(_KeyStore):
+class Administration(KeyStore):
     """The administrative calls of :class:`~sealstore.kms.local.LocalKms`."""
 
     def create_key(
@@ -61,29 +61,29 @@ class _Administration(_KeyStore):
         """
         with self._auditor.call(Operation.CREATE_KEY, principal, "") as call:
             principal = check_principal(principal)
-            description = _check_description(description)
-            policy = KeyPolicy.owner(principal) if policy is None else _check_policy(policy)
+            description = check_description(description)
+            policy = KeyPolicy.owner(principal) if policy is None else check_policy(policy)
             now = self._now()
             self._current(now, principal)
-            key = _new_key(principal, description, policy, now)
+            key = new_key(principal, description, policy, now)
             call.key_id, call.version = key.key_id, 1
 
-            def create(current: _Store) -> _Store:
+            def create(current: Store) -> Store:
                 current.check_room_for_key()
                 return current.with_key(key)
 
-            return _metadata(self._mutate(create, now, principal), key)
+            return key_metadata(self._mutate(create, now, principal), key)
 
     def describe_key(self, key_id: str, *, principal: str) -> KeyMetadata:
         """The metadata of ``key_id`` (an id or alias), in any state."""
         with self._audited(KeyOperation.DESCRIBE, principal, key_id) as call:
             principal = check_principal(principal)
-            name = _check_name(key_id)
+            name = check_name(key_id)
             store = self._current(self._now(), principal)
             key = store.resolve(name)
             call.key_id, call.version = key.key_id, key.newest.version
-            _authorize(key, principal, KeyOperation.DESCRIBE)
-            return _metadata(store, key)
+            authorize(key, principal, KeyOperation.DESCRIBE)
+            return key_metadata(store, key)
 
     def list_keys(self) -> tuple[KeyEntry, ...]:
         """Every key in the store with its aliases, oldest first.
@@ -97,7 +97,7 @@ class _Administration(_KeyStore):
         return tuple(
             KeyEntry(key.key_id, aliases.get(key.key_id, ()))
             for key in keys
-            if not _expired(key, now)
+            if not is_expired(key, now)
         )
 
     def enable_key(self, key_id: str, *, principal: str) -> None:
@@ -106,7 +106,7 @@ class _Administration(_KeyStore):
             KeyOperation.ENABLE,
             key_id,
             principal,
-            states=_CHANGE_STATES,
+            states=CHANGE_STATES,
             edit=lambda key, _now: attrs.evolve(key, state=KeyState.ENABLED),
         )
 
@@ -116,7 +116,7 @@ class _Administration(_KeyStore):
             KeyOperation.DISABLE,
             key_id,
             principal,
-            states=_CHANGE_STATES,
+            states=CHANGE_STATES,
             edit=lambda key, _now: attrs.evolve(key, state=KeyState.DISABLED),
         )
 
@@ -141,13 +141,13 @@ class _Administration(_KeyStore):
             KeyOperation.SCHEDULE_DELETION,
             key_id,
             principal,
-            states=_CHANGE_STATES,
+            states=CHANGE_STATES,
             edit=lambda key, now: attrs.evolve(
                 key,
                 state=KeyState.PENDING_DELETION,
                 deletion_date=now + timedelta(days=waiting_days),
             ),
-            reason=lambda key: f"deletion on {_format_time(key.deletion_date)}",
+            reason=lambda key: f"deletion on {format_time(key.deletion_date)}",
         )
         assert key.deletion_date is not None
         return key.deletion_date
@@ -171,7 +171,7 @@ class _Administration(_KeyStore):
             KeyOperation.ROTATE,
             key_id,
             principal,
-            states=_USE_STATES,
+            states=USE_STATES,
             edit=lambda key, now: key.with_new_material(now),
         )
         return key.newest.version
@@ -180,12 +180,12 @@ class _Administration(_KeyStore):
         """Replace the key's policy. ``policy`` must grant ``put-policy`` to someone."""
         if not isinstance(policy, KeyPolicy) or not policy.principals(KeyOperation.PUT_POLICY):
             with self._audited(KeyOperation.PUT_POLICY, principal, key_id):
-                _check_policy(policy)
+                check_policy(policy)
         self._administer(
             KeyOperation.PUT_POLICY,
             key_id,
             principal,
-            states=_CHANGE_STATES,
+            states=CHANGE_STATES,
             edit=lambda key, _now: attrs.evolve(key, policy=policy),
         )
 
@@ -196,17 +196,17 @@ class _Administration(_KeyStore):
         """
         with self._audited(KeyOperation.CREATE_ALIAS, principal, key_id) as call:
             principal = check_principal(principal)
-            alias = _check_alias(alias)
-            name = _check_name(key_id)
+            alias = check_alias(alias)
+            name = check_name(key_id)
             call.reason = f"alias {alias}"
             now = self._now()
             self._current(now, principal)
 
-            def add(store: _Store) -> _Store:
+            def add(store: Store) -> Store:
                 key = store.resolve(name)
                 call.key_id = key.key_id
-                _authorize(key, principal, KeyOperation.CREATE_ALIAS)
-                _require_state(key, _CHANGE_STATES)
+                authorize(key, principal, KeyOperation.CREATE_ALIAS)
+                require_state(key, CHANGE_STATES)
                 if alias in store.aliases:
                     raise KmsError(
                         f"the alias {alias!r} already exists; delete it first or choose another"
@@ -220,15 +220,15 @@ class _Administration(_KeyStore):
         """Delete ``alias``; the key it points at is unchanged."""
         with self._audited(KeyOperation.DELETE_ALIAS, principal, alias) as call:
             principal = check_principal(principal)
-            alias = _check_alias(alias)
+            alias = check_alias(alias)
             call.reason = f"deleted alias {alias}"
             now = self._now()
             self._current(now, principal)
 
-            def remove(store: _Store) -> _Store:
+            def remove(store: Store) -> Store:
                 key = store.resolve(alias)
                 call.key_id = key.key_id
-                _authorize(key, principal, KeyOperation.DELETE_ALIAS)
+                authorize(key, principal, KeyOperation.DELETE_ALIAS)
                 return store.with_aliases(
                     {name: key_id for name, key_id in store.aliases.items() if name != alias}
                 )
@@ -242,21 +242,21 @@ class _Administration(_KeyStore):
         principal: object,
         *,
         states: frozenset[KeyState],
-        edit: Callable[[_Key, datetime], _Key],
-        reason: Callable[[_Key], str] | None = None,
-    ) -> _Key:
+        edit: Callable[[Key, datetime], Key],
+        reason: Callable[[Key], str] | None = None,
+    ) -> Key:
         with self._audited(operation, principal, key_id) as call:
             checked = check_principal(principal)
-            name = _check_name(key_id)
+            name = check_name(key_id)
             now = self._now()
             self._current(now, checked)
-            edited: list[_Key] = []
+            edited: list[Key] = []
 
-            def change(store: _Store) -> _Store:
+            def change(store: Store) -> Store:
                 key = store.resolve(name)
                 call.key_id = key.key_id
-                _authorize(key, checked, operation)
-                _require_state(key, states)
+                authorize(key, checked, operation)
+                require_state(key, states)
                 edited.append(edit(key, now))
                 return store.with_key(edited[0])
 

@@ -18,7 +18,7 @@ _MAX_REASON_LENGTH: Final = 500
 
 
 @attrs.define
-class _Call:
+class Call:
     """What the audit event of one call will say, filled in as the call learns it."""
 
     operation: Operation
@@ -33,7 +33,7 @@ class _Call:
 
 
 @final
-class _Auditor:
+class Auditor:
     """Sends events to an audit sink, stamped with the time ``now`` returns."""
 
     __slots__ = ("_now", "_sink")
@@ -45,9 +45,9 @@ class _Auditor:
     @contextlib.contextmanager
     def call(
         self, operation: Operation, principal: object, key_id: object, context: object = None
-    ) -> Iterator[_Call]:
+    ) -> Iterator[Call]:
         """Record how the call in the ``with`` block ended: success, denial or failure."""
-        call = _Call(operation, _label(principal), _label(key_id), _context_keys(context))
+        call = Call(operation, _label(principal), _label(key_id), _context_keys(context))
         try:
             yield call
         except AccessDeniedError as error:
@@ -67,7 +67,7 @@ class _Auditor:
     def record(self, event: AuditEvent) -> None:
         self._sink.record(event)
 
-    def _record_call(self, call: _Call, outcome: Outcome, reason: str) -> None:
+    def _record_call(self, call: Call, outcome: Outcome, reason: str) -> None:
         self.record(
             AuditEvent(
                 time=self._event_time(),

@@ -16,8 +16,8 @@ from typing import Final
 
 from sealstore import _aead
 from sealstore.errors import DecryptionError
-from sealstore.kms.local.auditing import _Call
-from sealstore.kms.local.document import _Key, _Material, _Store
+from sealstore.kms.local.auditing import Call
+from sealstore.kms.local.document import Key, Material, Store
 from sealstore.kms.policy import InvalidKmsRequestError
 
 __all__ = ["BLOB_VERSION", "MAX_BLOB_SIZE"]
@@ -31,7 +31,7 @@ MAX_BLOB_SIZE: Final = _BLOB_FIXED + _MAX_BLOB_KEY_ID
 _BLOB_LABEL: Final = b"sealstore/local-kms/blob/v1\x00"
 
 
-def _check_blob(blob: object) -> None:
+def check_blob(blob: object) -> None:
     if not isinstance(blob, bytes):
         raise InvalidKmsRequestError("a blob must be bytes")
     if len(blob) > MAX_BLOB_SIZE:
@@ -45,12 +45,12 @@ def _blob_header(key_id: str, version: int) -> bytes:
     return bytes((BLOB_VERSION, len(encoded))) + encoded + version.to_bytes(4, "big")
 
 
-def _seal(store: _Store, key: _Key, material: _Material, data_key: bytes, context: bytes) -> bytes:
+def seal_blob(store: Store, key: Key, material: Material, data_key: bytes, context: bytes) -> bytes:
     header = _blob_header(key.key_id, material.version)
     return header + store.wrapper(key, material).wrap(data_key, _BLOB_LABEL + header + context)
 
 
-def _blob_parts(key: _Key, blob: bytes, call: _Call) -> tuple[_Material, bytes, bytes]:
+def _blob_parts(key: Key, blob: bytes, call: Call) -> tuple[Material, bytes, bytes]:
     """The material ``blob`` names, its header and its wrapped key; checks it names ``key``."""
     if len(blob) <= _BLOB_FIXED or blob[0] != BLOB_VERSION or len(blob) != _BLOB_FIXED + blob[1]:
         raise DecryptionError("the blob is not a LocalKms blob (or not of a version this reads)")
@@ -69,9 +69,9 @@ def _blob_parts(key: _Key, blob: bytes, call: _Call) -> tuple[_Material, bytes, 
     return material, blob[:split], blob[split:]
 
 
-def _unseal(
-    store: _Store, key: _Key, blob: bytes, context: bytes, call: _Call
-) -> tuple[_Material, bytes]:
+def unseal_blob(
+    store: Store, key: Key, blob: bytes, context: bytes, call: Call
+) -> tuple[Material, bytes]:
     """The material ``blob`` was made under and the data key in it; checks it names ``key``."""
     material, header, wrapped = _blob_parts(key, blob, call)
     return material, store.wrapper(key, material).unwrap(wrapped, _BLOB_LABEL + header + context)

@@ -13,7 +13,7 @@ import attrs
 
 from sealstore._io import read_up_to
 from sealstore.errors import KeystoreError
-from sealstore.kms.local.document import _decode, _Store
+from sealstore.kms.local.document import Store, decode_document
 from sealstore.sealed import MAX_DOCUMENT_SIZE, SealedFile
 
 _RACY_WINDOW_NS: Final = 3_000_000_000
@@ -28,13 +28,13 @@ class _Cached:
 
     signature: tuple[int, int, int, int]
     sealed: bytes = attrs.field(repr=False)
-    store: _Store
+    store: Store
     settled: bool
     """Whether the file is old enough for its signature alone to prove it unchanged."""
 
 
 @final
-class _CachedDocument:
+class CachedDocument:
     """A sealed key store document, with the last version read kept to skip parsing it again."""
 
     __slots__ = ("_cache", "_document")
@@ -47,14 +47,14 @@ class _CachedDocument:
     def path(self) -> Path:
         return self._document.path
 
-    def snapshot(self) -> _Store:
+    def snapshot(self) -> Store:
         """The document as it is on disk, decrypted and parsed again only when it changed."""
         path = self._document.path
         cached = self._cache
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return _Store({}, {})
+            return Store({}, {})
         except OSError as error:
             raise KeystoreError(f"cannot read {path}: {error.strerror}") from None
         try:
@@ -76,7 +76,7 @@ class _CachedDocument:
         else:
             # May read a newer document than ``sealed``, never an older one.
             document = self._document.read()
-            store = _Store({}, {}) if document is None else _decode(document, path)
+            store = Store({}, {}) if document is None else decode_document(document, path)
         settled = time.time_ns() - stat.st_mtime_ns > _RACY_WINDOW_NS
         self._cache = _Cached(signature, sealed, store, settled)
         return store

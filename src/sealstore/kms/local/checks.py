@@ -12,7 +12,7 @@ from sealstore.errors import (
     KeyPendingDeletionError,
     KeyStateError,
 )
-from sealstore.kms.local.document import KeyState, _format_time, _Key
+from sealstore.kms.local.document import Key, KeyState, format_time
 from sealstore.kms.policy import InvalidKmsRequestError, KeyOperation, KeyPolicy
 
 __all__ = ["MAX_DESCRIPTION_LENGTH", "MAX_NAME_LENGTH"]
@@ -23,11 +23,11 @@ MAX_NAME_LENGTH: Final = 256
 
 _RESERVED_ALIAS_PREFIX: Final = "alias/sealstore/"
 _ALIAS_PATTERN: Final = re.compile(r"alias/[A-Za-z0-9/_-]{1,250}")
-_USE_STATES: Final = frozenset({KeyState.ENABLED})
-_CHANGE_STATES: Final = frozenset({KeyState.ENABLED, KeyState.DISABLED})
+USE_STATES: Final = frozenset({KeyState.ENABLED})
+CHANGE_STATES: Final = frozenset({KeyState.ENABLED, KeyState.DISABLED})
 
 
-def _check_name(name: object) -> str:
+def check_name(name: object) -> str:
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
         raise InvalidKmsRequestError(
             f"a key id or alias must be a non-empty str of at most {MAX_NAME_LENGTH} characters"
@@ -35,7 +35,7 @@ def _check_name(name: object) -> str:
     return name
 
 
-def _check_alias(alias: object) -> str:
+def check_alias(alias: object) -> str:
     if not isinstance(alias, str) or not _ALIAS_PATTERN.fullmatch(alias):
         raise InvalidKmsRequestError(
             "an alias is 'alias/' followed by 1 to 250 letters, digits, '/', '_' or '-'"
@@ -48,7 +48,7 @@ def _check_alias(alias: object) -> str:
     return alias
 
 
-def _check_description(description: object) -> str:
+def check_description(description: object) -> str:
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_LENGTH:
         raise InvalidKmsRequestError(
             f"a key description must be a str of at most {MAX_DESCRIPTION_LENGTH} characters"
@@ -56,7 +56,7 @@ def _check_description(description: object) -> str:
     return description
 
 
-def _check_policy(policy: object) -> KeyPolicy:
+def check_policy(policy: object) -> KeyPolicy:
     if not isinstance(policy, KeyPolicy):
         raise InvalidKmsRequestError("a key policy must be a sealstore.kms.policy.KeyPolicy")
     if not policy.principals(KeyOperation.PUT_POLICY):
@@ -67,7 +67,7 @@ def _check_policy(policy: object) -> KeyPolicy:
     return policy
 
 
-def _authorize(key: _Key, principal: str, operation: KeyOperation) -> None:
+def authorize(key: Key, principal: str, operation: KeyOperation) -> None:
     if not key.policy.allows(principal, operation):
         raise AccessDeniedError(
             f"principal {principal!r} is not allowed {operation.value!r} on key {key.key_id}; "
@@ -75,7 +75,7 @@ def _authorize(key: _Key, principal: str, operation: KeyOperation) -> None:
         )
 
 
-def _require_state(key: _Key, states: frozenset[KeyState]) -> None:
+def require_state(key: Key, states: frozenset[KeyState]) -> None:
     if key.state in states:
         return
     if KeyState.PENDING_DELETION in states:  # only cancelling a deletion asks for this state
@@ -86,6 +86,6 @@ def _require_state(key: _Key, states: frozenset[KeyState]) -> None:
     if key.state is KeyState.DISABLED:
         raise KeyDisabledError(f"key {key.key_id} is disabled; enable it (enable_key) to use it")
     raise KeyPendingDeletionError(
-        f"key {key.key_id} is scheduled for deletion on {_format_time(key.deletion_date)}; "
+        f"key {key.key_id} is scheduled for deletion on {format_time(key.deletion_date)}; "
         "cancel the deletion (cancel_key_deletion) to use it"
     )

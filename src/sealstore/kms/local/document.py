@@ -1,7 +1,7 @@
 """The key store document: keys, their material and aliases, and its JSON encoding.
 
 The document lives sealed in ``keys.sealed``; its layout is in ``docs/local-kms.md``. A
-:class:`_Store` is one parsed version of it, never changed: every edit makes a new one.
+:class:`Store` is one parsed version of it, never changed: every edit makes a new one.
 """
 
 from __future__ import annotations
@@ -98,14 +98,14 @@ class KeyEntry:
 
 
 @attrs.frozen
-class _Material:
+class Material:
     version: int
     created: datetime
     secret: bytes = attrs.field(repr=False)
 
 
 @attrs.frozen
-class _Key:
+class Key:
     key_id: str
     description: str
     creator: str
@@ -113,14 +113,14 @@ class _Key:
     state: KeyState
     deletion_date: datetime | None
     policy: KeyPolicy
-    materials: tuple[_Material, ...] = attrs.field(repr=False)
+    materials: tuple[Material, ...] = attrs.field(repr=False)
     """Oldest first; version ``i`` is at index ``i - 1``."""
 
     @property
-    def newest(self) -> _Material:
+    def newest(self) -> Material:
         return self.materials[-1]
 
-    def material(self, version: int) -> _Material | None:
+    def material(self, version: int) -> Material | None:
         if 1 <= version <= len(self.materials):
             return self.materials[version - 1]
         return None
@@ -129,23 +129,23 @@ class _Key:
         """Whether the newest material is old enough to replace, and there is room for more."""
         return now - self.newest.created >= ROTATION_PERIOD and len(self.materials) < MAX_VERSIONS
 
-    def with_new_material(self, now: datetime) -> _Key:
+    def with_new_material(self, now: datetime) -> Key:
         if len(self.materials) >= MAX_VERSIONS:
             raise KmsError(
                 f"key {self.key_id} already has {MAX_VERSIONS} material versions, the most "
                 "a key may have; create a new key and re-encrypt to it"
             )
-        material = _Material(len(self.materials) + 1, now, os.urandom(_aead.KEY_SIZE))
+        material = Material(len(self.materials) + 1, now, os.urandom(_aead.KEY_SIZE))
         return attrs.evolve(self, materials=(*self.materials, material))
 
 
 @final
-class _Store:
+class Store:
     """One parsed version of the document. Never changed: edits make a new one."""
 
     __slots__ = ("_wrappers", "aliases", "keys", "next_deletion")
 
-    def __init__(self, keys: dict[str, _Key], aliases: dict[str, str]) -> None:
+    def __init__(self, keys: dict[str, Key], aliases: dict[str, str]) -> None:
         self.keys = keys
         self.aliases = aliases
         self.next_deletion = min(
@@ -155,7 +155,7 @@ class _Store:
         # One wrapper per material used, so bounded by the document's size.
         self._wrappers: dict[tuple[str, int], _aead.KeyWrapper] = {}
 
-    def wrapper(self, key: _Key, material: _Material) -> _aead.KeyWrapper:
+    def wrapper(self, key: Key, material: Material) -> _aead.KeyWrapper:
         wrapper = self._wrappers.get((key.key_id, material.version))
         if wrapper is None:
             wrapper = self._wrappers[key.key_id, material.version] = _aead.KeyWrapper(
@@ -163,7 +163,7 @@ class _Store:
             )
         return wrapper
 
-    def resolve(self, name: str) -> _Key:
+    def resolve(self, name: str) -> Key:
         if name.startswith(_ALIAS_PREFIX):
             key_id = self.aliases.get(name)
             if key_id is None:
@@ -201,28 +201,28 @@ class _Store:
                 "delete unused ones"
             )
 
-    def with_key(self, key: _Key) -> _Store:
-        return _Store({**self.keys, key.key_id: key}, self.aliases)
+    def with_key(self, key: Key) -> Store:
+        return Store({**self.keys, key.key_id: key}, self.aliases)
 
-    def with_aliases(self, aliases: dict[str, str]) -> _Store:
-        return _Store(self.keys, aliases)
+    def with_aliases(self, aliases: dict[str, str]) -> Store:
+        return Store(self.keys, aliases)
 
-    def purged(self, now: datetime) -> tuple[_Store, list[_Key]]:
+    def purged(self, now: datetime) -> tuple[Store, list[Key]]:
         """This store without the keys whose deletion date has come, and those keys."""
         if self.next_deletion is None or now < self.next_deletion:
             return self, []
-        gone = [key for key in self.keys.values() if _expired(key, now)]
-        keys = {key_id: key for key_id, key in self.keys.items() if not _expired(key, now)}
+        gone = [key for key in self.keys.values() if is_expired(key, now)]
+        keys = {key_id: key for key_id, key in self.keys.items() if not is_expired(key, now)}
         aliases = {alias: key_id for alias, key_id in self.aliases.items() if key_id in keys}
-        return _Store(keys, aliases), gone
+        return Store(keys, aliases), gone
 
 
-def _expired(key: _Key, now: datetime) -> bool:
+def is_expired(key: Key, now: datetime) -> bool:
     return key.deletion_date is not None and now >= key.deletion_date
 
 
-def _new_key(creator: str, description: str, policy: KeyPolicy, now: datetime) -> _Key:
-    return _Key(
+def new_key(creator: str, description: str, policy: KeyPolicy, now: datetime) -> Key:
+    return Key(
         key_id=str(uuid.uuid4()),
         description=description,
         creator=creator,
@@ -230,11 +230,11 @@ def _new_key(creator: str, description: str, policy: KeyPolicy, now: datetime) -
         state=KeyState.ENABLED,
         deletion_date=None,
         policy=policy,
-        materials=(_Material(1, now, os.urandom(_aead.KEY_SIZE)),),
+        materials=(Material(1, now, os.urandom(_aead.KEY_SIZE)),),
     )
 
 
-def _metadata(store: _Store, key: _Key) -> KeyMetadata:
+def key_metadata(store: Store, key: Key) -> KeyMetadata:
     return KeyMetadata(
         key_id=key.key_id,
         aliases=store.aliases_by_key().get(key.key_id, ()),
@@ -249,7 +249,7 @@ def _metadata(store: _Store, key: _Key) -> KeyMetadata:
     )
 
 
-def _format_time(value: datetime | None) -> str:
+def format_time(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(timezone.utc).isoformat()
 
 
@@ -262,20 +262,20 @@ def _parse_time(value: object) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
-def _encode(store: _Store) -> bytes:
+def encode_document(store: Store) -> bytes:
     keys: dict[str, Any] = {}
     for key_id, key in store.keys.items():
         keys[key_id] = {
             "description": key.description,
             "creator": key.creator,
-            "created": _format_time(key.created),
+            "created": format_time(key.created),
             "state": key.state.value,
-            "deletion_date": None if key.deletion_date is None else _format_time(key.deletion_date),
+            "deletion_date": None if key.deletion_date is None else format_time(key.deletion_date),
             "policy": key.policy.as_dict(),
             "materials": [
                 {
                     "version": material.version,
-                    "created": _format_time(material.created),
+                    "created": format_time(material.created),
                     "key": base64.b64encode(material.secret).decode("ascii"),
                 }
                 for material in key.materials
@@ -285,7 +285,7 @@ def _encode(store: _Store) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _decode(data: bytes, path: Path) -> _Store:
+def decode_document(data: bytes, path: Path) -> Store:
     damaged = f"{path} holds a damaged key store document; restore it from a backup"
     try:
         document = json.loads(data)
@@ -293,11 +293,11 @@ def _decode(data: bytes, path: Path) -> _Store:
             raise KeystoreError(
                 f"{path} is key store format {document['format']!r}; upgrade sealstore to read it"
             )
-        keys: dict[str, _Key] = {}
+        keys: dict[str, Key] = {}
         policies: dict[str, KeyPolicy] = {}
         for key_id, raw in document["keys"].items():
             materials = tuple(
-                _Material(
+                Material(
                     _int(entry["version"]),
                     _parse_time(entry["created"]),
                     base64.b64decode(entry["key"], validate=True),
@@ -311,7 +311,7 @@ def _decode(data: bytes, path: Path) -> _Store:
             if any(len(material.secret) != _aead.KEY_SIZE for material in materials):
                 raise ValueError("material size")
             deletion = raw["deletion_date"]
-            keys[key_id] = _Key(
+            keys[key_id] = Key(
                 key_id=_str(key_id),
                 description=_str(raw["description"]),
                 creator=_str(raw["creator"]),
@@ -326,7 +326,7 @@ def _decode(data: bytes, path: Path) -> _Store:
             raise ValueError("alias of a missing key")
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise KeystoreError(damaged) from None
-    return _Store(keys, aliases)
+    return Store(keys, aliases)
 
 
 def _policy(raw: object, seen: dict[str, KeyPolicy]) -> KeyPolicy:

@@ -13,9 +13,9 @@ from typing import Final
 from sealstore.audit import AuditEvent, AuditSink, JsonlAuditLog, Operation
 from sealstore.clock import utc_now
 from sealstore.errors import KeystoreError, KmsError
-from sealstore.kms.local.auditing import _Auditor, _Call
-from sealstore.kms.local.cache import _CachedDocument
-from sealstore.kms.local.document import _decode, _encode, _format_time, _Key, _Store
+from sealstore.kms.local.auditing import Auditor, Call
+from sealstore.kms.local.cache import CachedDocument
+from sealstore.kms.local.document import Key, Store, decode_document, encode_document, format_time
 from sealstore.kms.policy import AUDITED_AS, KeyOperation
 from sealstore.sealed import RootKey, SealedFile
 
@@ -24,7 +24,7 @@ _DOCUMENT_NAME: Final = "keys.sealed"
 _AUDIT_NAME: Final = "audit.jsonl"
 
 
-class _KeyStore:
+class KeyStore:
     """The state every LocalKms call works on, and the steps they share."""
 
     def __init__(
@@ -42,11 +42,9 @@ class _KeyStore:
             raise KeystoreError(
                 f"cannot create the key store directory {self._path}: {error.strerror}"
             ) from None
-        self._document = _CachedDocument(
-            SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE)
-        )
+        self._document = CachedDocument(SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE))
         self._clock = clock
-        self._auditor = _Auditor(
+        self._auditor = Auditor(
             JsonlAuditLog(self._path / _AUDIT_NAME) if audit is None else audit, self._now
         )
         # A wrong root key or a damaged store fails here, not at first use.
@@ -66,7 +64,7 @@ class _KeyStore:
             )
         return now.astimezone(timezone.utc)
 
-    def _current(self, now: datetime, principal: str) -> _Store:
+    def _current(self, now: datetime, principal: str) -> Store:
         """The document, after destroying the keys whose deletion date has come."""
         store = self._document.snapshot()
         if store.next_deletion is not None and now >= store.next_deletion:
@@ -74,22 +72,24 @@ class _KeyStore:
         return store
 
     def _mutate(
-        self, change: Callable[[_Store], _Store | None], now: datetime, principal: str
-    ) -> _Store:
+        self, change: Callable[[Store], Store | None], now: datetime, principal: str
+    ) -> Store:
         """Apply ``change`` to the document under its lock (after purging expired keys) and
         write the result; ``change`` returns ``None`` to leave the document as it is."""
-        purged: list[_Key] = []
-        outcome: list[_Store] = []
+        purged: list[Key] = []
+        outcome: list[Store] = []
 
         def apply(current: bytes | None) -> bytes | None:
-            store = _Store({}, {}) if current is None else _decode(current, self._document.path)
+            store = (
+                Store({}, {}) if current is None else decode_document(current, self._document.path)
+            )
             store, gone = store.purged(now)
             changed = change(store)
             purged[:] = gone
             outcome[:] = [store if changed is None else changed]
             if changed is None and not gone:
                 return None
-            return _encode(outcome[0])
+            return encode_document(outcome[0])
 
         self._document.update(apply)
         for key in purged:
@@ -101,7 +101,7 @@ class _KeyStore:
                     key_id=key.key_id,
                     key_version=str(key.newest.version),
                     reason=(
-                        f"the deletion date {_format_time(key.deletion_date)} passed; "
+                        f"the deletion date {format_time(key.deletion_date)} passed; "
                         "the key material was destroyed"
                     ),
                 )
@@ -110,7 +110,7 @@ class _KeyStore:
 
     def _audited(
         self, operation: KeyOperation, principal: object, key_id: object, context: object = None
-    ) -> contextlib.AbstractContextManager[_Call]:
+    ) -> contextlib.AbstractContextManager[Call]:
         """Record how the call in the ``with`` block ended: success, denial or failure.
 
         ``operation`` is what the key policy must grant; the event names the audit operation

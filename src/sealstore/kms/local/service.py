@@ -12,11 +12,11 @@ from sealstore import _aead
 from sealstore.audit import AuditEvent, Operation
 from sealstore.header import encode_context
 from sealstore.kms.base import DEFAULT_ALIAS, DataKey
-from sealstore.kms.local.admin import _Administration
-from sealstore.kms.local.auditing import _Call
-from sealstore.kms.local.blob import _check_blob, _seal, _unseal
-from sealstore.kms.local.checks import _USE_STATES, _authorize, _check_name, _require_state
-from sealstore.kms.local.document import KeyState, _Key, _new_key, _Store
+from sealstore.kms.local.admin import Administration
+from sealstore.kms.local.auditing import Call
+from sealstore.kms.local.blob import check_blob, seal_blob, unseal_blob
+from sealstore.kms.local.checks import USE_STATES, authorize, check_name, require_state
+from sealstore.kms.local.document import Key, KeyState, Store, new_key
 from sealstore.kms.policy import (
     ANY_PRINCIPAL,
     AUDITED_AS,
@@ -42,7 +42,7 @@ _DEFAULT_KEY_POLICY: Final = KeyPolicy(
 
 
 @final
-class LocalKms(_Administration):
+class LocalKms(Administration):
     """An embedded key management service: master keys, aliases, policies and rotation,
     persisted (sealed under ``root_key``) in the directory ``path``.
 
@@ -77,7 +77,7 @@ class LocalKms(_Administration):
         """
         with self._audited(KeyOperation.GENERATE, principal, key_id, context) as call:
             principal = check_principal(principal)
-            name = _check_name(key_id)
+            name = check_name(key_id)
             encoded = encode_context(context)
             now = self._now()
             store = self._current(now, principal)
@@ -86,7 +86,7 @@ class LocalKms(_Administration):
             material = key.newest
             call.version = material.version
             data_key = os.urandom(_aead.KEY_SIZE)
-            return DataKey(key.key_id, data_key, _seal(store, key, material, data_key, encoded))
+            return DataKey(key.key_id, data_key, seal_blob(store, key, material, data_key, encoded))
 
     def decrypt(
         self, key_id: str, blob: bytes, context: Mapping[str, str], *, principal: str
@@ -95,12 +95,12 @@ class LocalKms(_Administration):
         and have been made with exactly ``context``; otherwise :class:`DecryptionError`."""
         with self._audited(KeyOperation.DECRYPT, principal, key_id, context) as call:
             principal = check_principal(principal)
-            name = _check_name(key_id)
+            name = check_name(key_id)
             encoded = encode_context(context)
-            _check_blob(blob)
+            check_blob(blob)
             store = self._current(self._now(), principal)
             key = self._usable(store, name, principal, KeyOperation.DECRYPT, call)
-            return _unseal(store, key, blob, encoded, call)[1]
+            return unseal_blob(store, key, blob, encoded, call)[1]
 
     def reencrypt(
         self,
@@ -118,22 +118,22 @@ class LocalKms(_Administration):
         """
         with self._audited(KeyOperation.REENCRYPT_FROM, principal, key_id, context) as call:
             principal = check_principal(principal)
-            name = _check_name(key_id)
-            new_name = _check_name(new_key_id)
+            name = check_name(key_id)
+            new_name = check_name(new_key_id)
             encoded = encode_context(context)
-            _check_blob(blob)
+            check_blob(blob)
             now = self._now()
             store = self._current(now, principal)
             source = self._usable(store, name, principal, KeyOperation.REENCRYPT_FROM, call)
             call.key_id = new_name
             target = self._usable(store, new_name, principal, KeyOperation.REENCRYPT_TO, call)
             call.key_id = source.key_id
-            material, data_key = _unseal(store, source, blob, encoded, call)
+            material, data_key = unseal_blob(store, source, blob, encoded, call)
             store, target = self._rotated_if_due(
                 store, target, now, principal, KeyOperation.REENCRYPT_TO
             )
             new_material = target.newest
-            new_blob = _seal(store, target, new_material, data_key, encoded)
+            new_blob = seal_blob(store, target, new_material, data_key, encoded)
             call.reason = f"re-encrypted to key {target.key_id} version {new_material.version}"
             call.then.append(
                 AuditEvent(
@@ -162,20 +162,20 @@ class LocalKms(_Administration):
             key_id = store.aliases.get(DEFAULT_ALIAS)
             if key_id is not None:
                 return key_id
-            created: list[_Key] = []
+            created: list[Key] = []
 
-            def create(current: _Store) -> _Store | None:
+            def create(current: Store) -> Store | None:
                 if DEFAULT_ALIAS in current.aliases:
                     return None  # another process made it first
                 current.check_room_for_key()
-                key = _new_key(
+                key = new_key(
                     principal,
                     "the default key, used when no key is named",
                     _DEFAULT_KEY_POLICY,
                     now,
                 )
                 created.append(key)
-                return _Store(
+                return Store(
                     {**current.keys, key.key_id: key},
                     {**current.aliases, DEFAULT_ALIAS: key.key_id},
                 )
@@ -188,22 +188,22 @@ class LocalKms(_Administration):
             return store.aliases[DEFAULT_ALIAS]
 
     def _usable(
-        self, store: _Store, name: str, principal: str, operation: KeyOperation, call: _Call
-    ) -> _Key:
+        self, store: Store, name: str, principal: str, operation: KeyOperation, call: Call
+    ) -> Key:
         key = store.resolve(name)
         call.key_id = key.key_id
-        _authorize(key, principal, operation)
-        _require_state(key, _USE_STATES)
+        authorize(key, principal, operation)
+        require_state(key, USE_STATES)
         return key
 
     def _rotated_if_due(
-        self, store: _Store, key: _Key, now: datetime, principal: str, operation: KeyOperation
-    ) -> tuple[_Store, _Key]:
+        self, store: Store, key: Key, now: datetime, principal: str, operation: KeyOperation
+    ) -> tuple[Store, Key]:
         if not key.rotation_due(now):
             return store, key
-        rotated: list[_Key] = []
+        rotated: list[Key] = []
 
-        def rotate(current: _Store) -> _Store | None:
+        def rotate(current: Store) -> Store | None:
             fresh = current.keys.get(key.key_id)
             if fresh is None or fresh.state is not KeyState.ENABLED or not fresh.rotation_due(now):
                 return None  # gone, disabled, or rotated by someone else meanwhile
@@ -224,6 +224,6 @@ class LocalKms(_Administration):
             )
         # The key may have changed while the lock was free: check it again.
         fresh = store.resolve(key.key_id)
-        _authorize(fresh, principal, operation)
-        _require_state(fresh, _USE_STATES)
+        authorize(fresh, principal, operation)
+        require_state(fresh, USE_STATES)
         return store, fresh
