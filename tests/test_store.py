@@ -299,6 +299,23 @@ def test_rewrap_of_a_plaintext_object_does_nothing(
     assert lenient.get("plain") == b"legacy"
 
 
+def test_a_rewrap_whose_header_outgrows_the_metadata_is_refused_clearly() -> None:
+    """A detached header that would no longer fit in metadata after a rewrap is refused with
+    advice, and the object is left readable as it was."""
+    kms = MemoryKms()
+    kms.create_key("short")
+    long_id = "k" * 1200
+    kms.create_key(long_id)
+    backend = MemoryBackend()
+    store = sealstore.EncryptedStore(backend, sealstore.KmsKeys(kms, key_id="short"))
+    store.put("obj", b"payload")
+    assert store.head("obj").placement == "detached"
+    with pytest.raises(sealstore.InvalidKeyError, match="copy"):
+        store.rewrap("obj", keys=sealstore.KmsKeys(kms, key_id=long_id))
+    assert store.get("obj") == b"payload"
+    assert store.head("obj").key_id == "short"
+
+
 def test_two_providers_of_one_mode_are_refused(
     managed: sealstore.ManagedKeys, kms_keys: sealstore.KmsKeys
 ) -> None:

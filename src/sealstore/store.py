@@ -482,11 +482,18 @@ class EncryptedStore:
         new_header = encode_header(header.mode, header.context_field, key_ref, wrapped)
         if located.placement == "detached":
             placement, metadata = place(new_header, keeps_metadata=True)
-            if placement == "detached":
-                # Conditional on the etag the header was read with: a body replaced meanwhile
-                # must not be paired with a header rewrapped from the one it replaced.
-                self.backend.copy(name, name, metadata=metadata, if_match=located.info.etag)
-                return True
+            if placement != "detached":
+                # Moving the header in front of the body would rewrite the body without the
+                # etag check a metadata copy has; re-encrypting is the safe way there.
+                raise InvalidKeyError(
+                    f"rewrapped, the header of {name!r} ({len(new_header)} bytes) would no "
+                    "longer fit in the object's metadata: copy() the object under these keys "
+                    "instead, which stores a long header in front of the body"
+                )
+            # Conditional on the etag the header was read with: a body replaced meanwhile
+            # must not be paired with a header rewrapped from the one it replaced.
+            self.backend.copy(name, name, metadata=metadata, if_match=located.info.etag)
+            return True
         # One stream from the start: its header must still be the one unwrapped above, so a
         # body written meanwhile by someone else is never paired with this object's data key.
         with closing(self.backend.get(name)) as stream:
