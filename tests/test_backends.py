@@ -413,6 +413,22 @@ def test_range_streams_let_untranslated_errors_through() -> None:
     assert stream.closed
 
 
+def test_range_streams_never_return_more_than_asked() -> None:
+    """A storage handle that returns more than asked for is cut to the range and the size."""
+
+    class Generous:
+        def read(self, size: int = -1, /) -> bytes:
+            return b"0123456789"
+
+        def close(self) -> None:
+            pass
+
+    with GuardedStream(Generous(), 6, translate=lambda error: None) as stream:
+        assert stream.read(4) == b"0123"
+        assert stream.read(4) == b"01"
+        assert stream.read(4) == b""
+
+
 def test_a_stream_returning_none_is_refused() -> None:
     """A non-blocking stream (read returns None) is refused rather than taken as ended."""
 

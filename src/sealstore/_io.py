@@ -232,8 +232,9 @@ class GuardedStream(io.RawIOBase):
 def as_readable(data: Buffer | Readable | Iterable[bytes]) -> Readable:
     """``data`` (bytes, a binary stream or an iterable of bytes) as one stream to read.
 
-    >>> as_readable([b"ab", b"cd"]).read(3)
-    b'abc'
+    >>> stream = as_readable([b"ab", b"cd"])
+    >>> stream.read(3), stream.read()
+    (b'abc', b'd')
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         return io.BytesIO(data)

@@ -37,7 +37,7 @@ from sealstore.errors import (
     ProviderMismatchError,
 )
 from sealstore.header import PREFIX_SIZE, Header, Mode, encode_header, header_size, parse_header
-from sealstore.keys import PROVIDER_FOR_MODE, CustomerKeys, KeyProvider, KmsKeys, ManagedKeys
+from sealstore.keys import PROVIDER_FOR_MODE, KeyProvider, KmsKeys, ManagedKeys
 from sealstore.placement import (
     METADATA_KEY,
     Placement,
@@ -134,7 +134,8 @@ class EncryptedStore:
         readers: Iterable[ManagedKeys | KmsKeys] = (),
         allow_plaintext_reads: bool = False,
     ) -> None:
-        if isinstance(keys, CustomerKeys) or any(isinstance(k, CustomerKeys) for k in readers):
+        providers = (*readers, *([keys] if keys is not None else []))
+        if any(provider.per_request for provider in providers):
             raise InvalidKeyError(
                 "customer keys are supplied on every request (keys=...), never as a store default"
             )
@@ -142,7 +143,7 @@ class EncryptedStore:
         self.keys = keys
         self.allow_plaintext_reads = allow_plaintext_reads
         self._readers: dict[Mode, KeyProvider] = {}
-        for provider in (*readers, *([keys] if keys is not None else [])):
+        for provider in providers:
             if provider.mode in self._readers:
                 raise InvalidKeyError(
                     f"two {type(provider).__name__} providers given (keys= and readers= "
@@ -398,7 +399,7 @@ class EncryptedStore:
             needed = PROVIDER_FOR_MODE[header.mode].__name__
             hint = (
                 "customer keys are given on every read: pass keys=CustomerKeys(key)"
-                if header.mode is Mode.CUSTOMER
+                if PROVIDER_FOR_MODE[header.mode].per_request
                 else f"pass keys={needed}(...) or give the store one in readers="
             )
             raise ProviderMismatchError(f"object {name!r} needs {needed}: {hint}")

@@ -277,6 +277,7 @@ def test_every_provider_satisfies_the_core_protocol() -> None:
         sealstore.CustomerKeys,
     )
     assert {provider.mode for provider in providers} == set(sealstore.Mode)
+    assert [provider.per_request for provider in providers] == [False, False, True]
     assert {PROVIDER_FOR_MODE[p.mode] for p in providers} == set(providers)
     assert sealstore.KmsKeys.describe_key_ref(b"\x01\x00\x02k1\x00\x01b") == ("k1", None)
     assert sealstore.ManagedKeys.describe_key_ref(b"v7") == (None, "v7")

@@ -21,6 +21,8 @@ class Provider(Protocol):
 
     mode: ClassVar[Mode]
     """The one mode whose objects this provider writes and reads."""
+    per_request: ClassVar[bool]
+    """Whether the key is supplied on every request (like SSE-C), so never a store default."""
 
     def wrap_data_key(
         self, data_key: bytes, immutable: bytes, context: Mapping[str, str]

@@ -57,6 +57,7 @@ class CustomerKeys:
     """
 
     mode: ClassVar[Mode] = Mode.CUSTOMER
+    per_request: ClassVar[bool] = True
 
     key: bytes = attrs.field(repr=False)
     audit: AuditSink | None = attrs.field(default=None, kw_only=True)

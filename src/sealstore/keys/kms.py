@@ -138,6 +138,7 @@ class KmsKeys:
     """
 
     mode: ClassVar[Mode] = Mode.KMS
+    per_request: ClassVar[bool] = False
 
     client: KmsClient
     key_id: str | None = None

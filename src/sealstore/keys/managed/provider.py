@@ -120,6 +120,7 @@ class ManagedKeys:
     """
 
     mode: ClassVar[Mode] = Mode.MANAGED
+    per_request: ClassVar[bool] = False
 
     store: KeyringStore
     rotation: RotationPolicy = attrs.field(default=RotationPolicy(), kw_only=True)
