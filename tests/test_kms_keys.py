@@ -236,3 +236,75 @@ def test_unusable_principals_are_refused_at_construction(principal: str) -> None
     """A principal no KMS could name is refused when the provider is made, not at first use."""
     with pytest.raises(sealstore.InvalidKmsRequestError):
         sealstore.KmsKeys(MemoryKms(), principal=principal)
+
+
+def _local_kms(tmp_path: Path) -> sealstore.LocalKms:
+    """A LocalKms that lets everyone use every key (the defaults of create_key)."""
+    root = sealstore.RootKey.from_bytes(os.urandom(32))
+    return sealstore.LocalKms(tmp_path / "kms", root_key=root, audit=sealstore.MemoryAuditSink())
+
+
+@pytest.mark.parametrize("bucket_key", [False, True])
+def test_reads_refuse_objects_made_under_a_key_the_provider_was_not_given(
+    tmp_path: Path, bucket_key: bool
+) -> None:
+    """Someone who can write to the storage, with a KMS key of their own, cannot pass off an
+    object as genuine to a store configured for another key: KeyNotTrustedError."""
+    kms = _local_kms(tmp_path)
+    invoices = kms.create_key(principal="billing").key_id
+    kms.create_alias("alias/invoices", invoices, principal="billing")
+    attacker_key = kms.create_key(principal="mallory").key_id
+    backend = sealstore.backends.MemoryBackend()
+    reader = sealstore.KmsKeys(kms, key_id="alias/invoices", principal="billing")
+    store = sealstore.EncryptedStore(backend, reader)
+    store.put("invoice", b"genuine")
+    forger = sealstore.KmsKeys(kms, key_id=attacker_key, principal="mallory", bucket_key=bucket_key)
+    sealstore.EncryptedStore(backend, forger).put("invoice", b"forged")
+    assert store.head("invoice").key_id == attacker_key
+    with pytest.raises(sealstore.KeyNotTrustedError, match="trusted_key_ids"):
+        store.get("invoice")
+    assert isinstance(sealstore.KeyNotTrustedError("x"), sealstore.DecryptionError)
+
+
+def test_trusted_key_ids_read_objects_under_an_earlier_key(tmp_path: Path) -> None:
+    """During a migration, the old key is trusted explicitly; without it, its objects are
+    refused once the provider names the new key."""
+    kms = _local_kms(tmp_path)
+    old = kms.create_key(principal="billing").key_id
+    new = kms.create_key(principal="billing").key_id
+    backend = sealstore.backends.MemoryBackend()
+    sealstore.EncryptedStore(backend, sealstore.KmsKeys(kms, key_id=old, principal="billing")).put(
+        "invoice", b"written under the old key"
+    )
+    moved = sealstore.KmsKeys(kms, key_id=new, principal="billing")
+    with pytest.raises(sealstore.KeyNotTrustedError):
+        sealstore.EncryptedStore(backend, moved).get("invoice")
+    migrating = sealstore.KmsKeys(kms, key_id=new, principal="billing", trusted_key_ids=[old])
+    store = sealstore.EncryptedStore(backend, migrating)
+    assert store.get("invoice") == b"written under the old key"
+    assert store.rewrap("invoice")
+    assert store.head("invoice").key_id == new
+    assert sealstore.EncryptedStore(backend, moved).get("invoice") == b"written under the old key"
+
+
+def test_an_alias_reads_the_objects_of_the_key_it_names(tmp_path: Path) -> None:
+    """A provider configured with an alias reads what it wrote: headers hold the key id."""
+    kms = _local_kms(tmp_path)
+    key_id = kms.create_key(principal="app").key_id
+    kms.create_alias("alias/app", key_id, principal="app")
+    keys = sealstore.KmsKeys(kms, key_id="alias/app", principal="app")
+    blob = sealstore.encrypt(b"data", keys)
+    assert decode_key_ref(parse_header(blob).key_ref)[1] == key_id
+    by_alias = sealstore.KmsKeys(kms, key_id="alias/app", principal="app")
+    assert sealstore.decrypt(blob, by_alias) == b"data"
+    assert (
+        sealstore.decrypt(blob, sealstore.KmsKeys(kms, key_id=key_id, principal="app")) == b"data"
+    )
+    with pytest.raises(sealstore.KeyNotTrustedError):  # the default key is another key
+        sealstore.decrypt(blob, sealstore.KmsKeys(kms, principal="app"))
+
+
+def test_trusted_key_ids_must_be_a_collection() -> None:
+    """One string is refused rather than read as a set of characters."""
+    with pytest.raises(sealstore.InvalidKeyError, match="collection"):
+        sealstore.KmsKeys(MemoryKms(), key_id="k1", trusted_key_ids="k2")  # type: ignore[arg-type]

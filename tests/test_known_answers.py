@@ -159,7 +159,9 @@ def test_frozen_managed_and_kms_objects_decrypt_forever(
         kms = sealstore.LocalKms(
             frozen_providers / "kms", root_key=root, audit=sealstore.MemoryAuditSink()
         )
-        keys = sealstore.KmsKeys(kms, principal=PROVIDER_OBJECTS["principal"])
+        keys = sealstore.KmsKeys(
+            kms, key_id=PROVIDER_OBJECTS["kms_key_id"], principal=PROVIDER_OBJECTS["principal"]
+        )
     blob = base64.b64decode(entry["object"])
     expected = entry["plaintext"]["sha256"]
     assert (

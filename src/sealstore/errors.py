@@ -87,6 +87,15 @@ class WrongKeyError(DecryptionError):
     """
 
 
+class KeyNotTrustedError(DecryptionError):
+    """The object names a KMS key the provider is not configured to read.
+
+    A :class:`~sealstore.KmsKeys` reads only objects wrapped under its own key (and the keys in
+    its ``trusted_key_ids``), so that whoever can write to the storage cannot pass off an object
+    made under a key they control.
+    """
+
+
 class ContextMismatchError(DecryptionError):
     """The object's encryption context differs from the one the caller expects.
 

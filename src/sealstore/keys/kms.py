@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import ClassVar, Final, final
@@ -27,7 +27,7 @@ import attrs
 
 from sealstore import _aead
 from sealstore.clock import utc_now
-from sealstore.errors import FormatError, InvalidKeyError
+from sealstore.errors import DecryptionError, FormatError, InvalidKeyError, KeyNotTrustedError
 from sealstore.header import Header, Mode, key_binding
 from sealstore.kms.base import DataKey, KmsClient
 from sealstore.kms.policy import check_principal
@@ -112,6 +112,12 @@ def decode_key_ref(key_ref: bytes) -> tuple[int, str, bytes]:
     return kind, key_id, key_ref[blob_at + 2 :]
 
 
+def _key_id_set(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str):
+        raise InvalidKeyError("trusted_key_ids is a collection of key ids, not one string")
+    return frozenset(value)
+
+
 def _bucket_policy(value: BucketKeyPolicy | bool | None) -> BucketKeyPolicy | None:
     if value is True:
         return BucketKeyPolicy()
@@ -135,6 +141,13 @@ class KmsKeys:
     With no ``key_id`` the KMS's default key is used (created on first use). Pass
     ``bucket_key=True`` (or a :class:`BucketKeyPolicy`) to reuse one KMS-generated key for
     many objects and cache unwrapped keys: far fewer KMS calls, coarser audit.
+
+    Reads trust only this provider's key: an object whose header names another KMS key is
+    decrypted by asking the KMS to open its blob *under this provider's key*, which the KMS
+    refuses (:class:`~sealstore.KeyNotTrustedError`), so someone who can write to the storage
+    cannot pass off an object made under a key they control. ``trusted_key_ids`` names more
+    keys to read (as the KMS reports them in headers: key ids, ARNs for AWS), for example the
+    old key during a migration to a new one.
     """
 
     mode: ClassVar[Mode] = Mode.KMS
@@ -145,6 +158,9 @@ class KmsKeys:
     principal: str = attrs.field(default="default", validator=lambda _i, _a, v: check_principal(v))
     bucket_key: BucketKeyPolicy | None = attrs.field(default=None, converter=_bucket_policy)
     clock: Callable[[], datetime] = attrs.field(default=utc_now, repr=False)
+    trusted_key_ids: frozenset[str] = attrs.field(
+        default=frozenset(), converter=_key_id_set, kw_only=True
+    )
     _state: _BucketState = attrs.field(factory=_BucketState, init=False, repr=False)
 
     def wrap_data_key(
@@ -162,14 +178,34 @@ class KmsKeys:
         return key_ref, wrapper.wrap(data_key, key_binding(immutable, key_ref))
 
     def unwrap_data_key(self, header: Header) -> bytes:
-        """Recover the data key of a KMS-mode header, asking the KMS unless cached."""
+        """Recover the data key of a KMS-mode header, asking the KMS unless cached.
+
+        The KMS is asked to open the blob under this provider's key (or the key the header
+        names, if it is one of ``trusted_key_ids``); :class:`~sealstore.KeyNotTrustedError`
+        when the blob was made under another key.
+        """
         kind, key_id, blob = decode_key_ref(header.key_ref)
         if kind == PER_OBJECT:
-            plaintext = self.client.decrypt(key_id, blob, header.context, principal=self.principal)
+            plaintext = self._decrypt(key_id, blob, header.context)
             wrapper = _aead.KeyWrapper(plaintext)
         else:
             wrapper = self._bucket_key_for_read(header.key_ref, key_id, blob)
         return wrapper.unwrap(header.wrapped_key, key_binding(header.immutable, header.key_ref))
+
+    def _decrypt(self, key_id: str, blob: bytes, context: Mapping[str, str]) -> bytes:
+        """The KMS's plaintext of ``blob``, opened only under a key this provider trusts."""
+        asked = key_id if key_id in self.trusted_key_ids else self._key_id()
+        try:
+            return self.client.decrypt(asked, blob, context, principal=self.principal)
+        except DecryptionError:
+            if asked == key_id:
+                raise
+            raise KeyNotTrustedError(
+                f"the object names KMS key {key_id!r}, and the KMS would not open its blob "
+                f"under {asked!r}, the key this provider reads: it was written under another "
+                "key (add that key to trusted_key_ids= to read it, e.g. during a migration), "
+                "or its key reference was altered"
+            ) from None
 
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Count ``size`` bytes encrypted under the data key wrapped with ``key_ref``.
@@ -230,7 +266,7 @@ class KmsKeys:
                 state.cache.move_to_end(key_ref)
                 return cached[0]
         # Ask the KMS outside the lock: other threads keep using the cache meanwhile.
-        plaintext = self.client.decrypt(key_id, blob, BUCKET_KEY_CONTEXT, principal=self.principal)
+        plaintext = self._decrypt(key_id, blob, BUCKET_KEY_CONTEXT)
         wrapper = _aead.KeyWrapper(plaintext)
         with state.lock:
             self._cache_put(policy, key_ref, wrapper, now)
