@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import sealstore
+from sealstore.backends import MemoryBackend
 from sealstore.header import parse_header
 from sealstore.keys.kms import (
     BUCKET_KEY,
@@ -254,7 +255,7 @@ def test_reads_refuse_objects_made_under_a_key_the_provider_was_not_given(
     invoices = kms.create_key(principal="billing").key_id
     kms.create_alias("alias/invoices", invoices, principal="billing")
     attacker_key = kms.create_key(principal="mallory").key_id
-    backend = sealstore.backends.MemoryBackend()
+    backend = MemoryBackend()
     reader = sealstore.KmsKeys(kms, key_id="alias/invoices", principal="billing")
     store = sealstore.EncryptedStore(backend, reader)
     store.put("invoice", b"genuine")
@@ -272,7 +273,7 @@ def test_trusted_key_ids_read_objects_under_an_earlier_key(tmp_path: Path) -> No
     kms = _local_kms(tmp_path)
     old = kms.create_key(principal="billing").key_id
     new = kms.create_key(principal="billing").key_id
-    backend = sealstore.backends.MemoryBackend()
+    backend = MemoryBackend()
     sealstore.EncryptedStore(backend, sealstore.KmsKeys(kms, key_id=old, principal="billing")).put(
         "invoice", b"written under the old key"
     )
@@ -307,4 +308,4 @@ def test_an_alias_reads_the_objects_of_the_key_it_names(tmp_path: Path) -> None:
 def test_trusted_key_ids_must_be_a_collection() -> None:
     """One string is refused rather than read as a set of characters."""
     with pytest.raises(sealstore.InvalidKeyError, match="collection"):
-        sealstore.KmsKeys(MemoryKms(), key_id="k1", trusted_key_ids="k2")  # type: ignore[arg-type]
+        sealstore.KmsKeys(MemoryKms(), key_id="k1", trusted_key_ids="k2")
