@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
 import fsspec
 import pytest
 
@@ -18,7 +19,7 @@ from sealstore.backends.fsspec import FsspecBackend
 from sealstore.backends.memory import MemoryBackend
 from sealstore.backends.s3 import S3Backend
 from sealstore.store import METADATA_KEY, OBJECT_CONTEXT_KEY
-from tests.kms_fakes import MemoryKms
+from tests.kms_fakes import CountingKms, MemoryKms
 from tests.test_s3_backend import s3_client, unique_bucket
 
 if TYPE_CHECKING:
@@ -249,9 +250,12 @@ def test_rewrap_after_rotation_keeps_the_body(
     old_version = store.head("p/a").key_version
     bodies = {name: _body(store, backend, name) for name in ("p/a", "p/b")}
     new_version = managed.rotate().id
-    seen: list[tuple[int, str]] = []
-    assert store.rewrap_all("p/", progress=lambda done, name: seen.append((done, name))) == 2
-    assert seen == [(1, "p/a"), (2, "p/b")]
+    seen: list[tuple[int, int, str]] = []
+    report = store.rewrap_all(
+        "p/", progress=lambda done, total, name: seen.append((done, total, name))
+    )
+    assert (report.total, report.done, report.current, report.failed) == (2, 2, 0, ())
+    assert seen == [(1, 2, "p/a"), (2, 2, "p/b")]
     for name in ("p/a", "p/b"):
         assert store.head(name).key_version == new_version
         assert _body(store, backend, name) == bodies[name]
@@ -287,14 +291,16 @@ def test_rewrap_cannot_change_the_mode(
 def test_rewrap_of_a_plaintext_object_does_nothing(
     backend: Backend, managed: sealstore.ManagedKeys
 ) -> None:
-    """rewrap() says False for an object the store did not encrypt, and leaves it as it is;
-    rewrap_all() counts only encrypted objects."""
+    """rewrap() says False for an object the store did not encrypt or that is already under
+    the current key, and leaves it as it is; rewrap_all() reports each kind."""
     backend.put("plain", b"legacy")
     store = sealstore.EncryptedStore(backend, managed)
     store.put("sealed", b"secret")
     assert store.rewrap("plain") is False
-    assert store.rewrap("sealed") is True
-    assert store.rewrap_all() == 1
+    assert store.rewrap("sealed") is False  # already under the current version
+    assert store.rewrap("sealed", force=True) is True
+    report = store.rewrap_all()
+    assert (report.done, report.current, report.skipped) == (0, 1, 1)
     lenient = sealstore.EncryptedStore(backend, managed, allow_plaintext_reads=True)
     assert lenient.get("plain") == b"legacy"
 
@@ -346,11 +352,14 @@ def test_plaintext_objects_are_refused_then_migrated(
     assert lenient.get("old/1") == b"legacy one"
     assert [entry.encrypted for entry in store.list("old/")] == [False, False]
     progress: list[str] = []
-    assert store.encrypt_existing("old/", progress=lambda done, name: progress.append(name)) == 2
+    report = store.encrypt_existing(
+        "old/", progress=lambda done, total, name: progress.append(name)
+    )
+    assert (report.total, report.done, report.ok) == (2, 2, True)
     assert progress == ["old/1", "old/2"]
     assert store.get("old/2") == b"legacy two"
     assert all(entry.encrypted for entry in store.list("old/"))
-    assert store.encrypt_existing("old/") == 0
+    assert store.encrypt_existing("old/").current == 2
 
 
 def test_reserved_context_keys_are_refused(store: sealstore.EncryptedStore) -> None:
@@ -504,19 +513,124 @@ def test_inline_rewrap_never_pairs_a_new_body_with_an_old_header(
 def test_damaged_objects_do_not_stop_listing_or_bulk_operations(
     store: sealstore.EncryptedStore, backend: Backend
 ) -> None:
-    """list() reports an unreadable header; bulk operations do the rest, then say so."""
+    """list() reports an unreadable header; bulk operations do the rest and name it."""
     store.put("p/good", b"fine")
     if backend.keeps_metadata:
         backend.put("p/bad", b"body", metadata={METADATA_KEY: "detached:not base64!"})
     else:
-        backend.put("p/bad", b"SEAL\x07" + bytes(20))
+        # A valid prefix whose header breaks its layout: damaged, not ambiguous.
+        backend.put("p/bad", b"SEAL\x01\x01" + (30).to_bytes(4, "big") + bytes(20))
     backend.put("p/plain", b"legacy")
     heads = {head.name: head for head in store.list("p/")}
     assert heads["p/bad"].problem is not None
     assert heads["p/good"].problem is None
-    with pytest.raises(sealstore.FormatError, match="p/bad"):
-        store.encrypt_existing("p/")
+    report = store.encrypt_existing("p/")
+    assert [(f.name, f.error) for f in report.failed] == [("p/bad", "FormatError")]
+    assert (report.done, report.current) == (1, 1)
     assert store.get("p/plain") == b"legacy"
-    with pytest.raises(sealstore.FormatError, match="p/bad"):
-        store.rewrap_all("p/")
+    report = store.rewrap_all("p/")
+    assert [failure.name for failure in report.failed] == ["p/bad"]
     assert store.get("p/good") == b"fine"
+
+
+class _VanishingBackend:
+    """A MemoryBackend whose listings omit metadata (as S3's do) and whose objects named in
+    ``vanish`` are deleted by "another client" right after they are listed."""
+
+    def __init__(self, vanish: set[str]) -> None:
+        self.inner = MemoryBackend()
+        self.vanish = vanish
+        self.keeps_metadata = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        listed = [attrs.evolve(info, metadata={}) for info in self.inner.list(prefix)]
+        for name in self.vanish:
+            self.inner.delete(name)
+        return iter(listed)
+
+
+def test_objects_deleted_meanwhile_are_skipped_by_list_and_bulk_operations(
+    managed: sealstore.ManagedKeys,
+) -> None:
+    """Another client deleting an object between the listing and its turn neither stops
+    list() nor a bulk operation, and the counts stay right."""
+    backend = _VanishingBackend(set())
+    store = sealstore.EncryptedStore(backend, managed)  # type: ignore[arg-type]
+    for name in ("p/a", "p/b", "p/c"):
+        store.put(name, name.encode())
+    managed.rotate()
+    backend.vanish = {"p/b"}
+    assert [head.name for head in store.list("p/")] == ["p/a", "p/c"]
+    store.put("p/b", b"again")
+    report = store.rewrap_all("p/")
+    assert (report.total, report.done, report.skipped, report.ok) == (3, 2, 1, True)
+    backend.inner.put("p/b", b"plaintext again")
+    report = store.encrypt_existing("p/")
+    assert (report.total, report.current, report.skipped) == (3, 2, 1)
+
+
+def test_bulk_operations_go_past_failures_and_name_them(
+    backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """An object that cannot be rewrapped (its version retired) is reported by name and
+    error type; the others are rewrapped, and a second run finds them current."""
+    store = sealstore.EncryptedStore(backend, managed)
+    store.put("p/old", b"under the first version")
+    first = store.head("p/old").key_version or ""
+    managed.rotate()
+    store.put("p/new", b"under the second version")
+    second = managed.rotate().id
+    managed.retire(first)
+    totals: list[int] = []
+    report = store.rewrap_all("p/", progress=lambda done, total, name: totals.append(total))
+    assert totals == [2, 2]
+    assert [(f.name, f.error) for f in report.failed] == [("p/old", "KeyRetiredError")]
+    assert first in report.failed[0].message
+    assert (report.done, report.ok) == (1, False)
+    assert store.head("p/new").key_version == second
+    again = store.rewrap_all("p/")
+    assert (again.done, again.current, len(again.failed)) == (0, 1, 1)
+
+
+def test_kms_rewrap_skips_objects_already_under_the_key_unless_forced(
+    backend: Backend,
+) -> None:
+    """A second rewrap_all asks the KMS nothing for objects already under the provider's key;
+    force=True rewraps them anyway (to move blobs to a key's newest material)."""
+    inner = MemoryKms()
+    inner.create_key("k1")
+    kms = CountingKms(inner)
+    keys = sealstore.KmsKeys(kms, key_id="k1")
+    store = sealstore.EncryptedStore(backend, keys)
+    for name in ("a", "b"):
+        store.put(name, b"x")
+    kms.calls.clear()
+    report = store.rewrap_all()
+    assert (report.done, report.current) == (0, 2)
+    assert kms.calls["decrypt"] + kms.calls["generate"] == 0
+    assert store.rewrap_all(force=True).done == 2
+    assert kms.calls["generate"] == 2
+
+
+def test_plaintext_that_starts_like_a_header_can_be_read_and_migrated(tmp_path: Path) -> None:
+    """On a backend without metadata, a legacy plaintext object starting with the magic is
+    ambiguous: refused with advice, readable when plaintext reads are allowed, and encrypted
+    by encrypt_existing only when asked to include it."""
+    backend = FileSystemBackend(tmp_path / "store")
+    legacy = b"SEALs are marine mammals; they are not a file format."
+    backend.put("notes.txt", legacy)
+    store = sealstore.EncryptedStore(backend, sealstore.ManagedKeys(sealstore.MemoryKeyringStore()))
+    with pytest.raises(sealstore.FormatError, match="include_ambiguous"):
+        store.get("notes.txt")
+    assert store.head("notes.txt").problem is not None
+    assert not store.head("notes.txt").encrypted
+    lenient = sealstore.EncryptedStore(backend, store.keys, allow_plaintext_reads=True)
+    assert lenient.get("notes.txt") == legacy
+    report = store.encrypt_existing()
+    assert [failure.name for failure in report.failed] == ["notes.txt"]
+    assert store.encrypt_existing(include_ambiguous=True).done == 1
+    assert store.get("notes.txt") == legacy
+    assert store.head("notes.txt").encrypted

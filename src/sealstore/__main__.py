@@ -75,9 +75,11 @@ def _tour(root: Path, out: TextIO) -> None:
     new = managed.rotate().id
     kms.rotate_key(orders_key, principal="demo")
     say(f"rotated the managed master key: {old} -> {new}; rotated KMS key {orders_key[:8]}...")
-    count = store.rewrap_all("logs/", progress=lambda done, name: say(f"  rewrapped {name}"))
+    report = store.rewrap_all(
+        "logs/", progress=lambda done, total, name: say(f"  [{done}/{total}] {name}")
+    )
     current = store.head("logs/app.log").key_version
-    say(f"rewrapped {count} object(s); logs/app.log is now under {current}")
+    say(f"rewrapped {report.done} object(s); logs/app.log is now under {current}")
     new_customer = sealstore.CustomerKeys(os.urandom(32), audit=audit, principal="demo")
     store.rewrap("private/diary.txt", keys=new_customer, source_keys=customer)
     say("re-keyed private/diary.txt to a new customer key without re-encrypting its body")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
-from typing import Final, final
+from typing import Final, Literal, final
 
 import attrs
 from typing_extensions import Buffer
@@ -34,7 +34,9 @@ from sealstore.errors import (
     InvalidKeyError,
     NotEncryptedError,
     ObjectChangedError,
+    ObjectNotFoundError,
     ProviderMismatchError,
+    SealstoreError,
 )
 from sealstore.header import PREFIX_SIZE, Header, Mode, encode_header, header_size, parse_header
 from sealstore.keys import PROVIDER_FOR_MODE, KeyProvider, KmsKeys, ManagedKeys
@@ -52,6 +54,8 @@ from sealstore.reader import DecryptedReader
 __all__ = [
     "METADATA_KEY",
     "OBJECT_CONTEXT_KEY",
+    "BulkFailure",
+    "BulkReport",
     "EncryptedStore",
     "ObjectHead",
     "Progress",
@@ -62,8 +66,43 @@ OBJECT_CONTEXT_KEY: Final = "sealstore:object"
 RESERVED_CONTEXT_PREFIX: Final = "sealstore:"
 _PIECE: Final = 1 << 20
 
-Progress = Callable[[int, str], None]
-"""Called after each object of a bulk operation with the count done so far and its name."""
+Progress = Callable[[int, int, str], None]
+"""Called after each object of a bulk operation with the count processed so far, the total
+and the object's name."""
+_Outcome = Literal["done", "current", "skipped"]
+
+
+@attrs.frozen
+class BulkFailure:
+    """One object a bulk operation could not process, and why (no key material in it)."""
+
+    name: str
+    error: str
+    """The name of the sealstore error raised, such as ``"KeyRetiredError"``."""
+    message: str
+
+
+@attrs.frozen
+class BulkReport:
+    """What a bulk operation (:meth:`EncryptedStore.rewrap_all`,
+    :meth:`EncryptedStore.encrypt_existing`) did with the ``total`` objects it listed.
+
+    ``done`` were rewritten; ``current`` needed nothing (already under the current key, or
+    already encrypted); ``skipped`` were not there to process (deleted since they were
+    listed, or not encrypted for a rewrap); ``failed`` names each object that raised an error,
+    which the operation went on past.
+    """
+
+    total: int
+    done: int
+    current: int
+    skipped: int
+    failed: tuple[BulkFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether no object failed."""
+        return not self.failed
 
 
 @attrs.frozen
@@ -88,8 +127,10 @@ class ObjectHead:
     etag: str | None = None
     version_id: str | None = None
     problem: str | None = None
-    """Set (by :meth:`EncryptedStore.list`) when the object's header cannot be read: the
-    object cannot be read either until it is repaired or restored."""
+    """Set when the object's header cannot be read (by :meth:`EncryptedStore.list`: the
+    object cannot be read either until it is repaired or restored), or when an object that
+    is not encrypted starts like a header of another format version (see
+    :meth:`EncryptedStore.encrypt_existing`)."""
 
 
 @attrs.frozen
@@ -98,6 +139,9 @@ class _Located:
     header: Header | None
     header_bytes: bytes | None
     placement: Placement | None
+    ambiguous: str | None = None
+    """Why an object that starts with the magic is not read as encrypted: its prefix is not
+    a valid header prefix of this format version (a plaintext object, or a newer format)."""
 
     @property
     def body_start(self) -> int:
@@ -229,7 +273,7 @@ class EncryptedStore:
         """
         located = self._locate(name)
         if located.header is None:
-            return self._plaintext_read(name, dst)
+            return self._plaintext_read(name, located, dst)
         provider = self._reader_for(name, located.header, keys)
         with closing(self.backend.get(name, start=located.body_start)) as body:
             return decrypt_stream(
@@ -271,7 +315,11 @@ class EncryptedStore:
     def list(self, prefix: str = "") -> Iterator[ObjectHead]:
         """Every object under ``prefix``, encrypted or not, in name order."""
         for info in self.backend.list(prefix):
-            yield self._listed(info)
+            try:
+                head = self._listed(info)
+            except ObjectNotFoundError:  # deleted by someone else since the backend listed it
+                continue
+            yield head
 
     def _listed(self, info: ObjectInfo) -> ObjectHead:
         try:
@@ -295,15 +343,17 @@ class EncryptedStore:
         *,
         keys: KeyProvider | None = None,
         source_keys: KeyProvider | None = None,
+        force: bool = False,
     ) -> bool:
         """Re-wrap the data key of ``name`` under the provider's current key; body untouched.
 
         ``keys`` (default: the store's provider of the object's mode) wraps; ``source_keys``
         unwraps (default: the same). The mode cannot change (it is bound into the body): use
-        :meth:`copy` to move an object to another mode. Returns ``False`` for an object the
-        store did not encrypt (nothing to rewrap).
+        :meth:`copy` to move an object to another mode. Returns ``False`` when there was
+        nothing to do: the object is not encrypted, or already under the current key (unless
+        ``force``: for example to move a KMS blob to its key's newest material).
         """
-        return self._rewrap_one(name, keys, source_keys)
+        return self._rewrap_one(name, keys, source_keys, force=force) == "done"
 
     def rewrap_all(
         self,
@@ -311,51 +361,69 @@ class EncryptedStore:
         *,
         keys: KeyProvider | None = None,
         source_keys: KeyProvider | None = None,
+        force: bool = False,
         progress: Progress | None = None,
-    ) -> int:
-        """:meth:`rewrap` every encrypted object under ``prefix``; return how many.
+    ) -> BulkReport:
+        """:meth:`rewrap` every encrypted object under ``prefix``.
 
-        Objects whose headers cannot be read are passed over and named in one
-        :class:`~sealstore.FormatError` at the end, after every other object was rewrapped.
+        Goes on past an object that fails, and reports each failure by name; objects already
+        under the current key are left as they are (unless ``force``), objects deleted or not
+        encrypted meanwhile are skipped.
         """
-        done = 0
-        unreadable: list[str] = []
-        for info in list(self.backend.list(prefix)):
-            try:
-                rewrapped = self._rewrap_one(info.name, keys, source_keys)
-            except FormatError:
-                unreadable.append(info.name)
-                continue
-            if rewrapped:
-                done += 1
-                if progress is not None:
-                    progress(done, info.name)
-        _report_unreadable(unreadable, "rewrapped")
-        return done
+        return self._bulk(
+            prefix,
+            lambda info: self._rewrap_one(info.name, keys, source_keys, force=force),
+            progress,
+        )
 
-    def encrypt_existing(self, prefix: str = "", *, progress: Progress | None = None) -> int:
+    def encrypt_existing(
+        self,
+        prefix: str = "",
+        *,
+        include_ambiguous: bool = False,
+        progress: Progress | None = None,
+    ) -> BulkReport:
         """Encrypt, in place, every object under ``prefix`` the store did not encrypt.
 
-        Returns the number of objects encrypted. Each replacement is atomic on the backend.
+        Each replacement is atomic on the backend. Objects already encrypted count as current;
+        an object whose header cannot be read is reported as failed, never encrypted twice.
+        On backends without metadata, an object that starts with the format's magic but not
+        with a header this version reads is *ambiguous* (plaintext that happens to start so,
+        or an object of a newer format): it is reported as failed unless
+        ``include_ambiguous`` says such objects are plaintext to encrypt.
         """
-        done = 0
-        unreadable: list[str] = []
-        for info in list(self.backend.list(prefix)):
-            try:
-                if self._locate(info.name, info).header is not None:
-                    continue
-            except FormatError:
-                unreadable.append(info.name)
-                continue
-            with closing(self.backend.get(info.name)) as plaintext:
-                self.put(info.name, plaintext)
-            done += 1
-            if progress is not None:
-                progress(done, info.name)
-        _report_unreadable(unreadable, "encrypted")
-        return done
+        return self._bulk(prefix, lambda info: self._encrypt_one(info, include_ambiguous), progress)
 
     # ------------------------------------------------------------------ internals
+
+    def _bulk(
+        self, prefix: str, one: Callable[[ObjectInfo], _Outcome], progress: Progress | None
+    ) -> BulkReport:
+        infos = list(self.backend.list(prefix))
+        counts = {"done": 0, "current": 0, "skipped": 0}
+        failed: list[BulkFailure] = []
+        for processed, info in enumerate(infos, 1):
+            try:
+                counts[one(info)] += 1
+            except ObjectNotFoundError:
+                counts["skipped"] += 1  # deleted by someone else since it was listed
+            except SealstoreError as error:
+                failed.append(BulkFailure(info.name, type(error).__name__, str(error)))
+            if progress is not None:
+                progress(processed, len(infos), info.name)
+        return BulkReport(
+            len(infos), counts["done"], counts["current"], counts["skipped"], tuple(failed)
+        )
+
+    def _encrypt_one(self, info: ObjectInfo, include_ambiguous: bool) -> _Outcome:
+        located = self._locate(info.name, info)
+        if located.header is not None:
+            return "current"
+        if located.ambiguous is not None and not include_ambiguous:
+            self._require_encrypted(info.name, located)
+        with closing(self.backend.get(info.name)) as plaintext:
+            self.put(info.name, plaintext)
+        return "done"
 
     def _writer(self, keys: KeyProvider | None) -> KeyProvider:
         provider = keys if keys is not None else self.keys
@@ -428,12 +496,26 @@ class EncryptedStore:
             if self.backend.keeps_metadata:  # marked inline, yet no header: damaged
                 raise FormatError(f"object {name!r} is marked encrypted but has no header")
             return _Located(info, None, None, None)
-        size = header_size(prefix)
+        try:
+            size = header_size(prefix)
+        except FormatError as error:
+            if self.backend.keeps_metadata:
+                raise
+            # Only a prefix valid for this format version makes an object encrypted: plaintext
+            # that happens to start with the magic stays readable and can be migrated.
+            return _Located(info, None, None, None, ambiguous=str(error))
         with closing(self.backend.get(name, start=PREFIX_SIZE, end=size)) as stream:
             header_bytes = prefix + read_up_to(stream.read, size - PREFIX_SIZE)
         return _Located(info, parse_header(header_bytes), header_bytes, "inline")
 
     def _require_encrypted(self, name: str, located: _Located) -> Header:
+        if located.ambiguous is not None:
+            raise FormatError(
+                f"object {name!r} starts like a sealstore header but is not one this version "
+                f"reads ({located.ambiguous}); if it is plaintext written before encryption, "
+                "read it with allow_plaintext_reads=True or encrypt it with "
+                "encrypt_existing(include_ambiguous=True)"
+            )
         if located.header is None:
             raise NotEncryptedError(
                 f"object {name!r} is not encrypted: read it with get() on a store that allows "
@@ -441,9 +523,9 @@ class EncryptedStore:
             )
         return located.header
 
-    def _plaintext_read(self, name: str, dst: Writable) -> int:
+    def _plaintext_read(self, name: str, located: _Located, dst: Writable) -> int:
         if not self.allow_plaintext_reads:
-            self._require_encrypted(name, _Located(ObjectInfo(name, 0), None, None, None))
+            self._require_encrypted(name, located)
         copied = 0
         with closing(self.backend.get(name)) as stream:
             while piece := stream.read(_PIECE):
@@ -464,12 +546,17 @@ class EncryptedStore:
         return open_decrypted(source, provider, context=expected, header=located.header_bytes)
 
     def _rewrap_one(
-        self, name: str, keys: KeyProvider | None, source_keys: KeyProvider | None
-    ) -> bool:
+        self,
+        name: str,
+        keys: KeyProvider | None,
+        source_keys: KeyProvider | None,
+        *,
+        force: bool,
+    ) -> _Outcome:
         located = self._locate(name)
         header = located.header
         if header is None:
-            return False
+            return "skipped"
         unwrapping = self._reader_for(name, header, source_keys)
         wrapping = keys if keys is not None else self._reader_for(name, header, None)
         if wrapping.mode is not header.mode:
@@ -478,7 +565,11 @@ class EncryptedStore:
                 f"{name!r}): use "
                 "copy() to move an object to another mode"
             )
+        if not force and wrapping.is_current(header.key_ref):
+            return "current"
         data_key = unwrapping.unwrap_data_key(header)
+        if not force and wrapping.is_current(header.key_ref):  # learnt by unwrapping
+            return "current"
         key_ref, wrapped = wrapping.wrap_data_key(data_key, header.immutable, header.context)
         new_header = encode_header(header.mode, header.context_field, key_ref, wrapped)
         if located.placement == "detached":
@@ -494,7 +585,7 @@ class EncryptedStore:
             # Conditional on the etag the header was read with: a body replaced meanwhile
             # must not be paired with a header rewrapped from the one it replaced.
             self.backend.copy(name, name, metadata=metadata, if_match=located.info.etag)
-            return True
+            return "done"
         # One stream from the start: its header must still be the one unwrapped above, so a
         # body written meanwhile by someone else is never paired with this object's data key.
         with closing(self.backend.get(name)) as stream:
@@ -504,20 +595,10 @@ class EncryptedStore:
                 )
             metadata = inline_metadata(keeps_metadata=self.backend.keeps_metadata)
             self.backend.put(name, Chain(new_header, stream), metadata=metadata)
-        return True
+        return "done"
 
     def __repr__(self) -> str:
         return f"EncryptedStore({self.backend!r}, {self.keys!r})"
-
-
-def _report_unreadable(names: list[str], verb: str) -> None:
-    """After a bulk operation that went past objects with unreadable headers, say so."""
-    if names:
-        shown = ", ".join(repr(name) for name in names[:5]) + (", ..." if len(names) > 5 else "")
-        raise FormatError(
-            f"{len(names)} object(s) have headers that cannot be read and were not {verb}: "
-            f"{shown}; every other object was processed (list() shows each one's problem)"
-        )
 
 
 def _user_context(context: Mapping[str, str]) -> dict[str, str]:
@@ -534,6 +615,7 @@ def _describe(name: str, located: _Located) -> ObjectHead:
             plaintext_size=info.size,
             etag=info.etag,
             version_id=info.version_id,
+            problem=located.ambiguous,
         )
     key_id, key_version = PROVIDER_FOR_MODE[header.mode].describe_key_ref(header.key_ref)
     body = info.size - located.body_start

@@ -17,7 +17,7 @@ __all__ = ["Provider"]
 
 
 class Provider(Protocol):
-    """The provider side of the envelope: wrap, unwrap, describe, account."""
+    """The provider side of the envelope: wrap, unwrap, describe, account, compare."""
 
     mode: ClassVar[Mode]
     """The one mode whose objects this provider writes and reads."""
@@ -41,6 +41,11 @@ class Provider(Protocol):
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Account for ``size`` bytes encrypted under the data key wrapped with ``key_ref``,
         once the object's size is known (bucket keys are replaced after so many bytes)."""
+        ...
+
+    def is_current(self, key_ref: bytes) -> bool:
+        """Whether a data key wrapped with ``key_ref`` is already under the key this provider
+        wraps new data keys with (a rewrap would change nothing but the wrapping)."""
         ...
 
     @staticmethod

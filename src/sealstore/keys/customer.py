@@ -108,6 +108,16 @@ class CustomerKeys:
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Nothing to account for: a customer key has no limit on what it covers."""
 
+    def is_current(self, key_ref: bytes) -> bool:
+        """Whether ``key_ref`` is the fingerprint of this customer key."""
+        if key_ref == self._key_ref:
+            return True
+        try:
+            self._check_fingerprint(key_ref)
+        except (WrongKeyError, FormatError):
+            return False
+        return True
+
     @staticmethod
     def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:
         """A customer key reference names no key: ``(None, None)``."""

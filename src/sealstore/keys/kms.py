@@ -77,6 +77,8 @@ class _BucketState:
     current: _BucketKey | None = None
     cache: OrderedDict[bytes, tuple[_aead.KeyWrapper, datetime]] = attrs.field(factory=OrderedDict)
     default_key_id: str | None = None
+    resolved: dict[str, str] = attrs.field(factory=dict)
+    """The key id the KMS reports for each key id or alias this provider used."""
 
 
 def encode_key_ref(kind: int, key_id: str, blob: bytes) -> bytes:
@@ -168,9 +170,9 @@ class KmsKeys:
     ) -> tuple[bytes, bytes]:
         """Wrap ``data_key`` under a KMS-generated key; return ``(key ref, wrapped key)``."""
         if self.bucket_key is None:
-            kms_key = self.client.generate_data_key(
-                self._key_id(), context, principal=self.principal
-            )
+            asked = self._key_id()
+            kms_key = self.client.generate_data_key(asked, context, principal=self.principal)
+            self._state.resolved[asked] = kms_key.key_id
             key_ref = encode_key_ref(PER_OBJECT, kms_key.key_id, kms_key.blob)
             wrapper = _aead.KeyWrapper(kms_key.plaintext)
         else:
@@ -196,7 +198,7 @@ class KmsKeys:
         """The KMS's plaintext of ``blob``, opened only under a key this provider trusts."""
         asked = key_id if key_id in self.trusted_key_ids else self._key_id()
         try:
-            return self.client.decrypt(asked, blob, context, principal=self.principal)
+            plaintext = self.client.decrypt(asked, blob, context, principal=self.principal)
         except DecryptionError:
             if asked == key_id:
                 raise
@@ -206,6 +208,9 @@ class KmsKeys:
                 "key (add that key to trusted_key_ids= to read it, e.g. during a migration), "
                 "or its key reference was altered"
             ) from None
+        # The KMS opened the blob under the key asked for, so that is the key the header names.
+        self._state.resolved[asked] = key_id
+        return plaintext
 
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Count ``size`` bytes encrypted under the data key wrapped with ``key_ref``.
@@ -219,6 +224,14 @@ class KmsKeys:
             current = self._state.current
             if current is not None and current.key_ref == key_ref:
                 current.bytes += size
+
+    def is_current(self, key_ref: bytes) -> bool:
+        """Whether ``key_ref`` names this provider's key, as far as it knows the id the KMS
+        reports for it (learnt from its own writes and reads; an alias is not resolved until
+        then). A KMS's own rotation keeps the key id: a key's newest material is not
+        distinguished from its earlier ones."""
+        key_id = decode_key_ref(key_ref)[1]
+        return key_id == self._key_id() or key_id == self._state.resolved.get(self._key_id())
 
     @staticmethod
     def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:
@@ -245,9 +258,11 @@ class KmsKeys:
                 or current.objects >= policy.max_objects
                 or current.bytes >= policy.max_bytes
             ):
+                asked = self._key_id()
                 kms_key = self.client.generate_data_key(
-                    self._key_id(), BUCKET_KEY_CONTEXT, principal=self.principal
+                    asked, BUCKET_KEY_CONTEXT, principal=self.principal
                 )
+                state.resolved[asked] = kms_key.key_id
                 key_ref = encode_key_ref(BUCKET_KEY, kms_key.key_id, kms_key.blob)
                 current = _BucketKey(kms_key, key_ref, _aead.KeyWrapper(kms_key.plaintext), now)
                 state.current = current

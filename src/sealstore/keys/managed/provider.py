@@ -152,6 +152,13 @@ class ManagedKeys:
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Nothing to account for: rotation by count counts data keys, not bytes."""
 
+    def is_current(self, key_ref: bytes) -> bool:
+        """Whether ``key_ref`` names the current version (the keyring is read afresh)."""
+        return any(
+            version.state is VersionState.CURRENT and version.id.encode("ascii") == key_ref
+            for version in self.versions()
+        )
+
     @staticmethod
     def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:
         """``(None, master key version)``: the reference is the version id."""
