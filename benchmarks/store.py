@@ -233,8 +233,10 @@ class CountingBackend:
     ) -> ObjectInfo:
         return self.inner.put(name, data, metadata=metadata)
 
-    def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
-        stream = self.inner.get(name, start=start, end=end)
+    def get(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ReadableStream:
+        stream = self.inner.get(name, start=start, end=end, if_match=if_match)
         record = GetRecord(start)
         self.gets.append(record)
         return CountingStream(stream, record)

@@ -470,6 +470,21 @@ class BackendContract:
         backend.copy("cond", "cond", metadata={"v": "3"}, if_match=current)
         assert dict(backend.head("cond").metadata) == {"v": "3"}
 
+    def test_get_if_match_reads_only_the_version_with_that_etag(self, backend: Backend) -> None:
+        """A conditional read succeeds on the current etag and refuses a stale one; a backend
+        without etags refuses the condition."""
+        first = backend.put("read-cond", b"one")
+        if first.etag is None:
+            with pytest.raises(BackendError, match="etag"):
+                backend.get("read-cond", if_match="anything")
+            return
+        with closing(backend.get("read-cond", start=1, if_match=first.etag)) as stream:
+            assert stream.read() == b"ne"
+        backend.put("read-cond", b"two")
+        for start, end in ((0, None), (1, 2), (1, 1)):
+            with pytest.raises(ObjectChangedError):
+                backend.get("read-cond", start=start, end=end, if_match=first.etag).close()
+
     def test_copy_of_a_missing_source_raises(self, backend: Backend) -> None:
         """Copying an absent object raises ObjectNotFoundError naming it, and creates nothing."""
         with pytest.raises(ObjectNotFoundError, match="no-source"):

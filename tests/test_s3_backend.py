@@ -768,7 +768,7 @@ def test_source_overwritten_during_copy_fails_on_seaweedfs(
     recorder.before["copy_object"] = lambda: place.client.put_object(
         Bucket=place.bucket, Key=own_prefix + "copy/moving", Body=b"second, longer version"
     )
-    with pytest.raises(sealstore.BackendError, match="changed while it was being copied"):
+    with pytest.raises(sealstore.BackendError, match="changed since its etag was read"):
         backend.copy("copy/moving", "copy/target")
     with pytest.raises(sealstore.ObjectNotFoundError):
         backend.head("copy/target")

@@ -189,8 +189,10 @@ def test_ranged_read_fetches_only_what_it_needs(
         delete = staticmethod(inner.delete)
         copy = staticmethod(inner.copy)
 
-        def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
-            data = inner.get(name, start=start, end=end).read()
+        def get(
+            self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+        ) -> ReadableStream:
+            data = inner.get(name, start=start, end=end, if_match=if_match).read()
             fetched.append(len(data))
             return io.BytesIO(data)
 
@@ -498,11 +500,13 @@ def test_inline_rewrap_never_pairs_a_new_body_with_an_old_header(
         copy = staticmethod(inner.copy)
         raced = False
 
-        def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
+        def get(
+            self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+        ) -> ReadableStream:
             if end is None and not self.raced:  # the rewrap's read of the whole object
                 self.raced = True
                 store.put("obj", b"second, written meanwhile")
-            return inner.get(name, start=start, end=end)
+            return inner.get(name, start=start, end=end, if_match=if_match)
 
     racing = sealstore.EncryptedStore(RacingBackend(), managed)
     with pytest.raises(sealstore.ObjectChangedError):
@@ -634,3 +638,51 @@ def test_plaintext_that_starts_like_a_header_can_be_read_and_migrated(tmp_path: 
     assert store.encrypt_existing(include_ambiguous=True).done == 1
     assert store.get("notes.txt") == legacy
     assert store.head("notes.txt").encrypted
+
+
+def test_an_overwrite_between_header_and_body_is_a_change_not_tampering(
+    backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """Another writer replacing the object after its header was read makes the read fail
+    with ObjectChangedError (read it again), never with DecryptionError (restore a copy)."""
+    store = sealstore.EncryptedStore(backend, managed)
+    store.put("doc", b"first version " * 2000)
+
+    class OverwritingBackend:
+        keeps_metadata = backend.keeps_metadata
+        head = staticmethod(backend.head)
+        put = staticmethod(backend.put)
+        list = staticmethod(backend.list)
+        copy = staticmethod(backend.copy)
+        delete = staticmethod(backend.delete)
+        raced = False
+
+        def get(
+            self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+        ) -> ReadableStream:
+            if end is None and not self.raced:  # the read of the body
+                self.raced = True
+                store.put("doc", b"second version, written meanwhile")
+            return backend.get(name, start=start, end=end, if_match=if_match)
+
+    racing = sealstore.EncryptedStore(OverwritingBackend(), managed)
+    with pytest.raises(sealstore.ObjectChangedError):
+        racing.get("doc")
+    assert racing.get("doc") == b"second version, written meanwhile"
+
+
+def test_an_open_reader_sees_an_overwrite_as_a_change(
+    backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """On backends with etags, every ranged read of an open object is conditional on the
+    etag its header came with: a replaced object raises ObjectChangedError."""
+    store = sealstore.EncryptedStore(backend, managed)
+    etag = store.put("doc", os.urandom(100_000)).etag
+    reader = store.open("doc")
+    store.put("doc", os.urandom(100_000))
+    if etag is None:
+        with pytest.raises(sealstore.DecryptionError):  # no etags: only authentication fails
+            reader.read()
+        return
+    with pytest.raises(sealstore.ObjectChangedError):
+        reader.read()

@@ -14,6 +14,7 @@ the body (*inline*).
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
@@ -275,14 +276,28 @@ class EncryptedStore:
         if located.header is None:
             return self._plaintext_read(name, located, dst)
         provider = self._reader_for(name, located.header, keys)
-        with closing(self.backend.get(name, start=located.body_start)) as body:
+        expected = self._expected(name, located.header, context)
+        with self._same_version(name, located) as body:
             return decrypt_stream(
-                body,
-                dst,
-                provider,
-                context=self._expected(name, located.header, context),
-                header=located.header_bytes,
+                body, dst, provider, context=expected, header=located.header_bytes
             )
+
+    @contextlib.contextmanager
+    def _same_version(self, name: str, located: _Located) -> Iterator[Readable]:
+        """The body of the very object whose header ``located`` holds.
+
+        With an etag, the read is conditional on it; an inline header is read again from the
+        same stream as the body (one open file). Either way an object replaced since its
+        header was read raises :class:`~sealstore.ObjectChangedError`, never a
+        :class:`~sealstore.DecryptionError` that would pass a legitimate write for tampering.
+        """
+        with closing(self.backend.get(name, if_match=located.info.etag)) as stream:
+            header = located.header if located.placement == "inline" else None
+            if header is not None and read_up_to(stream.read, header.size) != located.header_bytes:
+                raise ObjectChangedError(
+                    f"{name!r} was replaced while it was being read; read it again"
+                )
+            yield stream
 
     def open(
         self,
@@ -421,7 +436,8 @@ class EncryptedStore:
             return "current"
         if located.ambiguous is not None and not include_ambiguous:
             self._require_encrypted(info.name, located)
-        with closing(self.backend.get(info.name)) as plaintext:
+        # Conditional: an object encrypted by someone else meanwhile is never encrypted twice.
+        with closing(self.backend.get(info.name, if_match=located.info.etag)) as plaintext:
             self.put(info.name, plaintext)
         return "done"
 
@@ -541,7 +557,7 @@ class EncryptedStore:
         expected: Mapping[str, str] | None,
     ) -> DecryptedReader:
         """A reader over a located object; ``expected`` comes from :meth:`_expected`."""
-        source = _RangedSource(self.backend, name, located.info.size)
+        source = _RangedSource(self.backend, name, located.info.size, located.info.etag)
         source.seek(located.body_start)
         return open_decrypted(source, provider, context=expected, header=located.header_bytes)
 
@@ -588,7 +604,7 @@ class EncryptedStore:
             return "done"
         # One stream from the start: its header must still be the one unwrapped above, so a
         # body written meanwhile by someone else is never paired with this object's data key.
-        with closing(self.backend.get(name)) as stream:
+        with closing(self.backend.get(name, if_match=located.info.etag)) as stream:
             if read_up_to(stream.read, header.size) != located.header_bytes:
                 raise ObjectChangedError(
                     f"{name!r} changed while it was being rewrapped; it was left as it is"
@@ -639,19 +655,22 @@ def _describe(name: str, located: _Located) -> ObjectHead:
 
 
 class _RangedSource:
-    """A seekable view of a stored object; each read is one ranged request."""
+    """A seekable view of a stored object; each read is one ranged request, conditional on
+    the object's etag where the backend has etags."""
 
-    def __init__(self, backend: Backend, name: str, size: int) -> None:
+    def __init__(self, backend: Backend, name: str, size: int, etag: str | None) -> None:
         self._backend = backend
         self._name = name
         self._size = size
+        self._etag = etag
         self._position = 0
 
     def read(self, size: int = -1, /) -> bytes:
         end = self._size if size is None or size < 0 else min(self._size, self._position + size)
         if end <= self._position:
             return b""
-        with closing(self._backend.get(self._name, start=self._position, end=end)) as stream:
+        get = self._backend.get
+        with closing(get(self._name, start=self._position, end=end, if_match=self._etag)) as stream:
             data = read_up_to(stream.read, end - self._position)
         self._position += len(data)
         return data

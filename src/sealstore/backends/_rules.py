@@ -144,9 +144,11 @@ def storage_error(error: OSError, operation: str, name: str, where: str) -> Exce
 
 
 def refuse_if_match(backend: object, if_match: str | None) -> None:
-    """For backends without etags: a copy conditional on one cannot be honoured."""
+    """For backends without etags: a request conditional on one cannot be honoured."""
     if if_match is not None:
-        raise BackendError(f"{backend!r} keeps no etags: a copy conditional on one cannot be made")
+        raise BackendError(
+            f"{backend!r} keeps no etags: a request conditional on one cannot be made"
+        )
 
 
 def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

@@ -60,10 +60,14 @@ class Backend(Protocol):
         """Store ``data`` as ``name`` (replacing any object of that name)."""
         ...
 
-    def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
+    def get(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ReadableStream:
         """A stream of the bytes ``[start, end)`` of ``name`` (to the end when ``end`` is None).
 
-        A range past the end of the object is cut at the end.
+        A range past the end of the object is cut at the end. With ``if_match`` (an etag from
+        :meth:`head`), the bytes come only from the object that still has that etag, else
+        :class:`~sealstore.ObjectChangedError`; a backend without etags refuses it.
         """
         ...
 

@@ -105,8 +105,14 @@ class FileSystemBackend:
         """
         return self._write(name, pieces(data), "put")
 
-    def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
-        """A stream of the bytes ``[start, end)`` of ``name``, read from the open file."""
+    def get(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ReadableStream:
+        """A stream of the bytes ``[start, end)`` of ``name``, read from the open file.
+
+        Files have no etags: ``if_match`` is refused.
+        """
+        refuse_if_match(self, if_match)
         check_range(start, end)
         directories, last = self._split(name)
         with self._seam("get", name):

@@ -137,12 +137,16 @@ class FsspecBackend:
             raise
         return self.head(name)
 
-    def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
-        """A stream of the bytes ``[start, end)`` of ``name``.
+    def get(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ReadableStream:
+        """A stream of the bytes ``[start, end)`` of ``name`` (``if_match`` is refused: this
+        backend keeps no etags).
 
         A range of at most 1 MiB is fetched in one ``cat_file`` call (one ranged request on
         object stores); a longer or open-ended one streams from ``fs.open``.
         """
+        refuse_if_match(self, if_match)
         path = self._path(name)
         check_range(start, end)
         with self._seam("get", name):

@@ -92,11 +92,19 @@ class MemoryBackend:
             self._objects[name] = stored
         return stored.info(name)
 
-    def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
-        """A stream of the bytes ``[start, end)`` of ``name``."""
+    def get(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ReadableStream:
+        """A stream of the bytes ``[start, end)`` of ``name`` (with ``if_match``, only while
+        its etag is that one)."""
         check_name(name)
         check_range(start, end)
-        return io.BytesIO(self._find(name).data[start:end])
+        stored = self._find(name)
+        if if_match is not None and stored.info(name).etag != if_match:
+            raise ObjectChangedError(
+                f"{shown(name)} changed since its etag was read: read it again"
+            )
+        return io.BytesIO(stored.data[start:end])
 
     def head(self, name: str) -> ObjectInfo:
         """Size, metadata, etag and time of last write of ``name``."""

@@ -252,17 +252,26 @@ class S3Backend:
             return self._put_object(name, key, given, kept)
         return self._put_stream(name, key, pieces(data), kept)
 
-    def get(self, name: str, *, start: int = 0, end: int | None = None) -> ReadableStream:
+    def get(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> ReadableStream:
         """A stream of the bytes ``[start, end)`` of ``name``, cut at the end of the object.
 
-        One ``GetObject``; an empty range costs a ``HeadObject`` (to report a missing object).
+        One ``GetObject`` (conditional on ``if_match``); an empty range costs a ``HeadObject``
+        (to report a missing object, or a changed one).
         """
         key = self._key(name)
         check_range(start, end)
         if end == start:
-            self._head(name, key, "GetObject")
+            info = self._head(name, key, "GetObject")
+            if if_match is not None and info.etag != if_match:
+                raise ObjectChangedError(
+                    f"{shown(name)} in {self._where} changed since its etag was read: read it again"
+                )
             return io.BytesIO()
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            request["IfMatch"] = f'"{if_match}"'
         if start or end is not None:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
@@ -661,7 +670,7 @@ class S3Backend:
             return self._no_bucket(operation, name)
         if code == "PreconditionFailed":
             return ObjectChangedError(
-                f"{failed}: the object changed while it was being copied; read it again"
+                f"{failed}: the object changed since its etag was read; read it again"
             )
         if code == "KeyTooLongError":
             return InvalidNameError(
@@ -700,7 +709,7 @@ def _advice(code: str, status: int | None) -> str:
     if code in _ACCESS_DENIED:
         return "check the client's credentials and the bucket's policy"
     if code == "PreconditionFailed":
-        return "the source object changed while it was being copied; try again"
+        return "the object changed since its etag was read; try again"
     if code in _UNAVAILABLE or (status is not None and status >= 500):
         return (
             "the service is overloaded or failing; try again later (the client's retry "
