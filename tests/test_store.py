@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -686,3 +688,49 @@ def test_an_open_reader_sees_an_overwrite_as_a_change(
         return
     with pytest.raises(sealstore.ObjectChangedError):
         reader.read()
+
+
+def test_a_header_edited_to_name_another_object_is_tampering_not_a_move(
+    backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """A header whose bound name was edited in place fails authentication and says so; only
+    a header that authenticates, written for another name, is reported as moved."""
+    store = sealstore.EncryptedStore(backend, managed)
+    store.put("reports/q3", b"numbers")
+    if backend.keeps_metadata:
+        marker = backend.head("reports/q3").metadata[METADATA_KEY]
+        raw = base64.b64decode(marker[len("detached:") :])
+        edited = raw.replace(b"reports/q3", b"reports/q2")
+        metadata = {METADATA_KEY: "detached:" + base64.b64encode(edited).decode()}
+        backend.copy("reports/q3", "reports/q3", metadata=metadata)
+    else:
+        with closing(backend.get("reports/q3")) as stream:
+            data = stream.read()
+        backend.put("reports/q3", data.replace(b"reports/q3", b"reports/q2"))
+    with pytest.raises(sealstore.DecryptionError, match="altered") as caught:
+        store.get("reports/q3")
+    assert not isinstance(caught.value, sealstore.ContextMismatchError)
+    store.put("reports/q4", b"other numbers")
+    backend.copy("reports/q4", "reports/q3")  # moved whole: authenticates, wrong name
+    with pytest.raises(sealstore.ContextMismatchError, match="moved or copied"):
+        store.get("reports/q3")
+
+
+def test_a_body_read_without_its_detached_header_says_where_the_header_is() -> None:
+    """Decrypting the body of a detached object alone points to the header= argument."""
+    keys = sealstore.CustomerKeys(os.urandom(32))
+    _, body = sealstore.encrypt_detached(b"data", keys)
+    with pytest.raises(sealstore.FormatError, match="header="):
+        sealstore.decrypt(body, keys)
+
+
+@pytest.mark.parametrize("data", ["text", 42, None])
+def test_put_of_something_that_is_not_data_says_what_to_pass(
+    store: sealstore.EncryptedStore, data: object
+) -> None:
+    """put() of text or a non-data object raises InvalidDataError (a TypeError too), naming
+    what it takes; nothing is stored."""
+    with pytest.raises(sealstore.InvalidDataError, match="bytes, a binary file"):
+        store.put("x", data)  # type: ignore[arg-type]
+    assert issubclass(sealstore.InvalidDataError, TypeError)
+    assert [head.name for head in store.list()] == []

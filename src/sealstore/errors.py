@@ -132,6 +132,10 @@ class InvalidKeyError(SealstoreError, ValueError):
     """A key handed to a provider is unusable (wrong type or length)."""
 
 
+class InvalidDataError(SealstoreError, TypeError):
+    """Data handed to a write is not bytes, a binary file or an iterable of bytes."""
+
+
 class ProviderMismatchError(SealstoreError):
     """The object was encrypted in a mode the given key provider does not serve.
 

@@ -151,7 +151,10 @@ def header_size(prefix: bytes | memoryview) -> int:
 
 def _refuse_prefix(magic: bytes, version: int, mode: int, size: int) -> NoReturn:
     if magic != MAGIC:
-        raise FormatError("not a sealstore object: the magic number is missing")
+        raise FormatError(
+            "not a sealstore object: the magic number is missing (an object stored with its "
+            "header in the backend's metadata is the body alone: pass that header as header=)"
+        )
     if version != FORMAT_VERSION:
         raise FormatError(
             f"unsupported format version {version}; this sealstore reads version "

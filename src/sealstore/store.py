@@ -32,12 +32,14 @@ from sealstore.errors import (
     DecryptionError,
     FormatError,
     InvalidContextError,
+    InvalidDataError,
     InvalidKeyError,
     NotEncryptedError,
     ObjectChangedError,
     ObjectNotFoundError,
     ProviderMismatchError,
     SealstoreError,
+    WrongKeyError,
 )
 from sealstore.header import PREFIX_SIZE, Header, Mode, encode_header, header_size, parse_header
 from sealstore.keys import PROVIDER_FOR_MODE, KeyProvider, KmsKeys, ManagedKeys
@@ -210,6 +212,13 @@ class EncryptedStore:
 
         Streams in bounded memory whatever the size.
         """
+        given: object = data  # checked at run time: callers are not always type-checked
+        readable = isinstance(given, (Buffer, Iterable)) or hasattr(given, "read")
+        if isinstance(given, str) or not readable:
+            raise InvalidDataError(
+                f"put() takes bytes, a binary file or an iterable of bytes, not "
+                f"{type(given).__name__}: encode text first (for example text.encode())"
+            )
         provider = self._writer(keys)
         reader = EncryptingReader(
             as_readable(data), provider, context=self._bind(name, context), include_header=False
@@ -235,7 +244,7 @@ class EncryptedStore:
         provider = self._reader_for(source, header, source_keys)
         # The source must be bound to its own name: a copy must not launder ciphertext that
         # was moved at the backend into a valid object.
-        expected = self._expected(source, header, None)
+        expected = self._expected(source, header, None, provider)
         if context is None:
             context = _user_context(header.context)
         with self._open_located(source, located, provider, expected) as plaintext:
@@ -276,7 +285,7 @@ class EncryptedStore:
         if located.header is None:
             return self._plaintext_read(name, located, dst)
         provider = self._reader_for(name, located.header, keys)
-        expected = self._expected(name, located.header, context)
+        expected = self._expected(name, located.header, context, provider)
         with self._same_version(name, located) as body:
             return decrypt_stream(
                 body, dst, provider, context=expected, header=located.header_bytes
@@ -314,7 +323,8 @@ class EncryptedStore:
         located = self._locate(name)
         header = self._require_encrypted(name, located)
         provider = self._reader_for(name, header, keys)
-        return self._open_located(name, located, provider, self._expected(name, header, context))
+        expected = self._expected(name, header, context, provider)
+        return self._open_located(name, located, provider, expected)
 
     def head(self, name: str, *, keys: KeyProvider | None = None) -> ObjectHead:
         """What the header says of ``name``, without decrypting its body.
@@ -462,12 +472,27 @@ class EncryptedStore:
         return bound
 
     def _expected(
-        self, name: str, header: Header, context: Mapping[str, str] | None
+        self,
+        name: str,
+        header: Header,
+        context: Mapping[str, str] | None,
+        provider: KeyProvider,
     ) -> dict[str, str] | None:
         """The context to insist on: the caller's plus the name, or at least the name."""
         if context is not None:
             return self._bind(name, context)
         if header.context.get(OBJECT_CONTEXT_KEY) != name:
+            # A header edited in place also names another object: only a header that
+            # authenticates was really written for another name and moved here.
+            try:
+                provider.unwrap_data_key(header)
+            except WrongKeyError:
+                raise
+            except DecryptionError:
+                raise DecryptionError(
+                    f"the header of {name!r} fails authentication: it was altered (or the "
+                    "wrong keys were given); restore the object from a copy"
+                ) from None
             raise ContextMismatchError(
                 differing=(OBJECT_CONTEXT_KEY,),
                 advice=f"{name!r} holds ciphertext written for another name: it was moved or "

@@ -24,6 +24,7 @@ from sealstore.keys import PROVIDER_FOR_MODE
 from sealstore.keys.base import Provider
 
 PUBLIC_NAMES = {
+    "InvalidDataError",
     "KeyNotTrustedError",
     "ObjectChangedError",
     "InvalidKmsRequestError",
