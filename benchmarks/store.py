@@ -230,8 +230,9 @@ class CountingBackend:
         data: bytes | Readable | Iterable[bytes],
         *,
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
-        return self.inner.put(name, data, metadata=metadata)
+        return self.inner.put(name, data, metadata=metadata, if_match=if_match)
 
     def get(
         self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None

@@ -485,6 +485,21 @@ class BackendContract:
             with pytest.raises(ObjectChangedError):
                 backend.get("read-cond", start=start, end=end, if_match=first.etag).close()
 
+    def test_put_if_match_replaces_only_the_version_with_that_etag(self, backend: Backend) -> None:
+        """A conditional write replaces the object only while it has the etag given; a stale
+        etag leaves the newer object as it is; a backend without etags refuses it."""
+        first = backend.put("write-cond", b"one")
+        if first.etag is None:
+            with pytest.raises(BackendError, match="etag"):
+                backend.put("write-cond", b"two", if_match="anything")
+            assert read_all(backend, "write-cond") == b"one"
+            return
+        second = backend.put("write-cond", b"two", if_match=first.etag)
+        with pytest.raises(ObjectChangedError):
+            backend.put("write-cond", b"three", if_match=first.etag)
+        assert read_all(backend, "write-cond") == b"two"
+        assert backend.head("write-cond").etag == second.etag
+
     def test_copy_of_a_missing_source_raises(self, backend: Backend) -> None:
         """Copying an absent object raises ObjectNotFoundError naming it, and creates nothing."""
         with pytest.raises(ObjectNotFoundError, match="no-source"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sealstore.keys.kms import (
     decode_key_ref,
     encode_key_ref,
 )
+from sealstore.kms.base import DataKey
 from sealstore.kms.policy import KeyOperation
 from tests.kms_fakes import CountingKms, MemoryKms
 
@@ -309,3 +311,64 @@ def test_trusted_key_ids_must_be_a_collection() -> None:
     """One string is refused rather than read as a set of characters."""
     with pytest.raises(sealstore.InvalidKeyError, match="collection"):
         sealstore.KmsKeys(MemoryKms(), key_id="k1", trusted_key_ids="k2")
+
+
+class OutageKms:
+    """Wraps a KmsClient; while ``down`` every call fails as an unreachable service would."""
+
+    def __init__(self, inner: CountingKms) -> None:
+        self.inner = inner
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise sealstore.KmsError("the KMS at kms.example is unreachable; retry later")
+
+    def generate_data_key(
+        self, key_id: str, context: Mapping[str, str], *, principal: str
+    ) -> DataKey:
+        self._check()
+        return self.inner.generate_data_key(key_id, context, principal=principal)
+
+    def decrypt(
+        self, key_id: str, blob: bytes, context: Mapping[str, str], *, principal: str
+    ) -> bytes:
+        self._check()
+        return self.inner.decrypt(key_id, blob, context, principal=principal)
+
+    def default_key_id(self, *, principal: str) -> str:
+        self._check()
+        return self.inner.default_key_id(principal=principal)
+
+
+def test_a_kms_outage_is_ridden_out_by_bucket_keys_for_as_long_as_documented(
+    kms: CountingKms,
+) -> None:
+    """With the KMS down, cached bucket keys keep serving reads for cache_ttl and the
+    writer's bucket key keeps serving writes for max_age; then both fail with KmsError, no
+    stored object is touched, and everything reads again once the KMS is back."""
+    outage = OutageKms(kms)
+    clock = FakeClock()
+    policy = BucketKeyPolicy(max_age=timedelta(minutes=10), cache_ttl=timedelta(minutes=5))
+    writer = sealstore.KmsKeys(outage, key_id="k1", bucket_key=policy, clock=clock)
+    reader = sealstore.KmsKeys(outage, key_id="k1", bucket_key=policy, clock=clock)
+    store = sealstore.EncryptedStore(MemoryBackend(), writer)
+    readers = sealstore.EncryptedStore(store.backend, reader)
+    for n in range(3):
+        store.put(f"o{n}", f"object {n}".encode())
+    assert [readers.get(f"o{n}") for n in range(3)] == [b"object 0", b"object 1", b"object 2"]
+    outage.down = True
+    assert readers.get("o1") == b"object 1"  # from the cache
+    store.put("o3", b"object 3")  # the writer's bucket key needs no KMS call
+    clock.advance(timedelta(minutes=6))
+    with pytest.raises(sealstore.KmsError, match="unreachable"):
+        readers.get("o2")  # the cache entry expired
+    clock.advance(timedelta(minutes=5))
+    with pytest.raises(sealstore.KmsError, match="unreachable"):
+        store.put("o4", b"object 4")  # a new bucket key is due
+    assert [head.name for head in store.list()] == ["o0", "o1", "o2", "o3"]
+    per_object = sealstore.KmsKeys(outage, key_id="k1")
+    with pytest.raises(sealstore.KmsError):
+        sealstore.EncryptedStore(store.backend, per_object).get("o0")
+    outage.down = False
+    assert [readers.get(f"o{n}") for n in range(4)] == [f"object {n}".encode() for n in range(4)]

@@ -309,21 +309,23 @@ def test_rewrap_of_a_plaintext_object_does_nothing(
     assert lenient.get("plain") == b"legacy"
 
 
-def test_a_rewrap_whose_header_outgrows_the_metadata_is_refused_clearly() -> None:
-    """A detached header that would no longer fit in metadata after a rewrap is refused with
-    advice, and the object is left readable as it was."""
+@pytest.mark.parametrize("backend", ["memory", "s3-moto", "s3-seaweedfs"], indirect=True)
+def test_a_rewrap_whose_header_outgrows_the_metadata_moves_it_inline(backend: Backend) -> None:
+    """A detached header that no longer fits in metadata after a rewrap moves in front of the
+    body (under the etag condition); the object reads back under the new key."""
     kms = MemoryKms()
     kms.create_key("short")
     long_id = "k" * 1200
     kms.create_key(long_id)
-    backend = MemoryBackend()
     store = sealstore.EncryptedStore(backend, sealstore.KmsKeys(kms, key_id="short"))
-    store.put("obj", b"payload")
+    plaintext = os.urandom(70_000)
+    store.put("obj", plaintext)
     assert store.head("obj").placement == "detached"
-    with pytest.raises(sealstore.InvalidKeyError, match="copy"):
-        store.rewrap("obj", keys=sealstore.KmsKeys(kms, key_id=long_id))
-    assert store.get("obj") == b"payload"
-    assert store.head("obj").key_id == "short"
+    moved = sealstore.KmsKeys(kms, key_id=long_id)
+    assert store.rewrap("obj", keys=moved)
+    head = store.head("obj")
+    assert (head.placement, head.key_id, head.plaintext_size) == ("inline", long_id, 70_000)
+    assert sealstore.EncryptedStore(backend, moved).get("obj") == plaintext
 
 
 def test_two_providers_of_one_mode_are_refused(

@@ -613,29 +613,28 @@ class EncryptedStore:
             return "current"
         key_ref, wrapped = wrapping.wrap_data_key(data_key, header.immutable, header.context)
         new_header = encode_header(header.mode, header.context_field, key_ref, wrapped)
+        etag = located.info.etag
         if located.placement == "detached":
             placement, metadata = place(new_header, keeps_metadata=True)
-            if placement != "detached":
-                # Moving the header in front of the body would rewrite the body without the
-                # etag check a metadata copy has; re-encrypting is the safe way there.
-                raise InvalidKeyError(
-                    f"rewrapped, the header of {name!r} ({len(new_header)} bytes) would no "
-                    "longer fit in the object's metadata: copy() the object under these keys "
-                    "instead, which stores a long header in front of the body"
-                )
-            # Conditional on the etag the header was read with: a body replaced meanwhile
-            # must not be paired with a header rewrapped from the one it replaced.
-            self.backend.copy(name, name, metadata=metadata, if_match=located.info.etag)
+            if placement == "detached":
+                # Conditional on the etag the header was read with: a body replaced meanwhile
+                # must not be paired with a header rewrapped from the one it replaced.
+                self.backend.copy(name, name, metadata=metadata, if_match=etag)
+                return "done"
+            # The new header no longer fits in metadata: it moves in front of the body, read
+            # and written under the same etag condition.
+            with closing(self.backend.get(name, if_match=etag)) as body:
+                self.backend.put(name, Chain(new_header, body), metadata=metadata, if_match=etag)
             return "done"
         # One stream from the start: its header must still be the one unwrapped above, so a
         # body written meanwhile by someone else is never paired with this object's data key.
-        with closing(self.backend.get(name, if_match=located.info.etag)) as stream:
+        with closing(self.backend.get(name, if_match=etag)) as stream:
             if read_up_to(stream.read, header.size) != located.header_bytes:
                 raise ObjectChangedError(
                     f"{name!r} changed while it was being rewrapped; it was left as it is"
                 )
             metadata = inline_metadata(keeps_metadata=self.backend.keeps_metadata)
-            self.backend.put(name, Chain(new_header, stream), metadata=metadata)
+            self.backend.put(name, Chain(new_header, stream), metadata=metadata, if_match=etag)
         return "done"
 
     def __repr__(self) -> str:

@@ -56,8 +56,14 @@ class Backend(Protocol):
         data: bytes | Readable | Iterable[bytes],
         *,
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
-        """Store ``data`` as ``name`` (replacing any object of that name)."""
+        """Store ``data`` as ``name`` (replacing any object of that name).
+
+        With ``if_match`` (an etag from :meth:`head`), the write happens only if ``name``
+        still has that etag, else :class:`~sealstore.ObjectChangedError` and nothing is
+        replaced; a backend without etags refuses it.
+        """
         ...
 
     def get(

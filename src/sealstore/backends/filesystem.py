@@ -97,12 +97,15 @@ class FileSystemBackend:
         data: bytes | Readable | Iterable[bytes],
         *,
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Write ``data`` to a temporary file, fsync it, and rename it over ``name``.
 
         ``metadata`` is ignored. Raises :class:`~sealstore.BackendError` when a prefix of
         ``name`` is an object (``a`` exists, so ``a/b`` cannot) or ``name`` is a directory.
+        Files have no etags: ``if_match`` is refused.
         """
+        refuse_if_match(self, if_match)
         return self._write(name, pieces(data), "put")
 
     def get(

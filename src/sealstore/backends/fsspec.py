@@ -114,8 +114,11 @@ class FsspecBackend:
         data: bytes | Readable | Iterable[bytes],
         *,
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
-        """Write ``data`` to a temporary file and move it over ``name``; ``metadata`` is ignored."""
+        """Write ``data`` to a temporary file and move it over ``name``; ``metadata`` is ignored
+        and ``if_match`` refused (no etags)."""
+        refuse_if_match(self, if_match)
         path = self._path(name)
         source = pieces(data)
         temporary = self._temporary()

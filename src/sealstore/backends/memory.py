@@ -77,6 +77,7 @@ class MemoryBackend:
         data: bytes | Readable | Iterable[bytes],
         *,
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Store ``data`` (bytes, a binary stream or an iterable of bytes) as ``name``."""
         check_name(name)
@@ -89,6 +90,12 @@ class MemoryBackend:
             last_modified=self._clock(),
         )
         with self._lock:
+            if if_match is not None:
+                current = self._objects.get(name)
+                if current is None or current.info(name).etag != if_match:
+                    raise ObjectChangedError(
+                        f"{shown(name)} changed since its etag was read: nothing was written"
+                    )
             self._objects[name] = stored
         return stored.info(name)
 

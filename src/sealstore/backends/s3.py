@@ -238,19 +238,22 @@ class S3Backend:
         data: bytes | Readable | Iterable[bytes],
         *,
         metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
     ) -> ObjectInfo:
         """Store ``data`` as ``name``: bytes in one request, a stream in parts if it is large.
 
         Returns the size written, the etag and the version id where the bucket has versions.
+        With ``if_match``, the ``PutObject`` (or ``CompleteMultipartUpload``) is conditional.
         """
         key = self._key(name)
         kept = _check_metadata(metadata)
+        condition = {} if if_match is None else {"IfMatch": f'"{if_match}"'}
         given: object = data
         if isinstance(given, memoryview) and given.nbytes <= MAX_SINGLE_REQUEST_SIZE:
             given = given.tobytes()
         if isinstance(given, (bytes, bytearray)) and len(given) <= MAX_SINGLE_REQUEST_SIZE:
-            return self._put_object(name, key, given, kept)
-        return self._put_stream(name, key, pieces(data), kept)
+            return self._put_object(name, key, given, kept, condition)
+        return self._put_stream(name, key, pieces(data), kept, condition)
 
     def get(
         self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
@@ -365,13 +368,18 @@ class S3Backend:
     # -- writing ----------------------------------------------------------------------------
 
     def _put_object(
-        self, name: str, key: str, body: bytes | bytearray, metadata: dict[str, str]
+        self,
+        name: str,
+        key: str,
+        body: bytes | bytearray,
+        metadata: dict[str, str],
+        condition: Mapping[str, str],
     ) -> ObjectInfo:
         response = self._call(
             "PutObject",
             name,
             self.client.put_object,
-            {**self._at(key), "Body": body, "Metadata": metadata},
+            {**self._at(key), "Body": body, "Metadata": metadata, **condition},
         )
         return ObjectInfo(
             name=name,
@@ -382,7 +390,12 @@ class S3Backend:
         )
 
     def _put_stream(
-        self, name: str, key: str, data: Iterator[Buffer], metadata: dict[str, str]
+        self,
+        name: str,
+        key: str,
+        data: Iterator[Buffer],
+        metadata: dict[str, str],
+        condition: Mapping[str, str],
     ) -> ObjectInfo:
         # One buffer, reused for every part: a part is sent before the next is read.
         buffer = bytearray(self.part_size)
@@ -390,7 +403,7 @@ class S3Backend:
         first = next(parts, 0)
         if first < self.part_size:
             del buffer[first:]
-            return self._put_object(name, key, buffer, metadata)
+            return self._put_object(name, key, buffer, metadata, condition)
         checksum = _default_checksum(self.client)
         upload_id = self._call(
             "CreateMultipartUpload",
@@ -423,7 +436,7 @@ class S3Backend:
                 if "ChecksumCRC32" in response and checksum:
                     done[-1]["ChecksumCRC32"] = response["ChecksumCRC32"]
                 size += length
-            return self._complete(name, key, upload_id, done), size
+            return self._complete(name, key, upload_id, done, condition), size
 
         response, size = self._aborting(name, key, upload_id, upload)
         return ObjectInfo(
@@ -483,13 +496,23 @@ class S3Backend:
         )
 
     def _complete(
-        self, name: str, key: str, upload_id: str, parts: Sequence[Mapping[str, Any]]
+        self,
+        name: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[Mapping[str, Any]],
+        condition: Mapping[str, str] | None = None,
     ) -> Any:
         return self._call(
             "CompleteMultipartUpload",
             name,
             self.client.complete_multipart_upload,
-            {**self._at(key), "UploadId": upload_id, "MultipartUpload": {"Parts": parts}},
+            {
+                **self._at(key),
+                "UploadId": upload_id,
+                "MultipartUpload": {"Parts": parts},
+                **(condition or {}),
+            },
         )
 
     def _aborting(self, name: str, key: str, upload_id: str, upload: Callable[[], _T]) -> _T:
