@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +143,16 @@ def test_stored_bytes_and_metadata_never_hold_the_plaintext(
         for stored in (bytes(header), body):
             assert SECRET[:32] not in stored
             assert customer_key not in stored
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_test_the_security_page_names_exists() -> None:
+    """Each ``tests/<file>.py::<test>`` on docs/security.md is a test function in that file."""
+    page = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(tests/[\w/]+\.py)::(test_\w+)`", page))
+    assert len(named) > 50
+    for path, test in sorted(named):
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert re.search(rf"^def {test}\(", source, re.MULTILINE), f"{path}::{test}"
