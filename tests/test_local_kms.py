@@ -232,12 +232,20 @@ def test_malformed_or_reserved_aliases_are_refused(kms: LocalKms, alias: str) ->
 # The policy matrix: principal x operation x key state.
 
 
+ALSO_NEEDED: dict[KeyOperation, tuple[KeyOperation, ...]] = {
+    # Re-encrypting from a key can end in a key the caller decrypts with: it is decrypting.
+    KeyOperation.REENCRYPT_FROM: (KeyOperation.DECRYPT,),
+}
+
+
 class Cell:
     """One key set up in a given state, with everything an operation on it needs."""
 
     def __init__(self, kms: LocalKms, operation: KeyOperation, grantee: str) -> None:
         self.kms = kms
         policy = KeyPolicy.owner(ADMIN).grant(operation, grantee)
+        for needed in ALSO_NEEDED.get(operation, ()):
+            policy = policy.grant(needed, grantee)
         self.key_id = kms.create_key(principal=ADMIN, policy=policy).key_id
         self.blob = kms.generate_data_key(self.key_id, CONTEXT, principal=ADMIN).blob
         self.alias = "alias/cell"
@@ -246,6 +254,7 @@ class Cell:
         other_policy = (
             KeyPolicy.owner(ADMIN)
             .grant(KeyOperation.REENCRYPT_FROM, "*")
+            .grant(KeyOperation.DECRYPT, "*")
             .grant(KeyOperation.REENCRYPT_TO, "*")
         )
         self.other_id = kms.create_key(principal=ADMIN, policy=other_policy).key_id
@@ -592,6 +601,20 @@ def test_reencrypt_reaches_the_destination_check_only_after_the_source(kms: Loca
     with pytest.raises(sealstore.AccessDeniedError) as caught:
         kms.reencrypt(source, blob, CONTEXT, target, principal=USER)
     assert target in str(caught.value)
+
+
+def test_reencrypt_needs_decrypt_on_the_source(kms: LocalKms) -> None:
+    """A principal granted reencrypt-from but not decrypt cannot re-encrypt a blob to a key it
+    can decrypt with (the default key, or a key of its own) and so read the data key."""
+    policy = KeyPolicy.owner(ADMIN).grant(KeyOperation.REENCRYPT_FROM, STRANGER)
+    source = kms.create_key(principal=ADMIN, policy=policy).key_id
+    data_key = kms.generate_data_key(source, CONTEXT, principal=ADMIN)
+    own = kms.create_key(principal=STRANGER).key_id
+    for target in (kms.default_key_id(principal=STRANGER), own):
+        with pytest.raises(sealstore.AccessDeniedError, match="'decrypt'"):
+            kms.reencrypt(source, data_key.blob, CONTEXT, target, principal=STRANGER)
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.decrypt(source, data_key.blob, CONTEXT, principal=STRANGER)
 
 
 # Deletion.

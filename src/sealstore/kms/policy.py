@@ -49,7 +49,8 @@ class KeyOperation(str, enum.Enum):
     DECRYPT = "decrypt"
     """Decrypt a blob made under the key."""
     REENCRYPT_FROM = "reencrypt-from"
-    """Re-encrypt a blob made under the key (to this key or another)."""
+    """Re-encrypt a blob made under the key (to this key or another). ``reencrypt`` also needs
+    ``decrypt`` on the key: a blob re-encrypted to a key the caller decrypts with is read."""
     REENCRYPT_TO = "reencrypt-to"
     """Re-encrypt a blob (from this key or another) under the key."""
     DESCRIBE = "describe"
@@ -109,9 +110,10 @@ AUDITED_AS: Final[Mapping[KeyOperation, Operation]] = MappingProxyType(
 )
 """The audit operation a call is recorded as, by the key operation the policy grants it.
 
-A re-encryption needs ``reencrypt-from`` on one key and ``reencrypt-to`` on the other, and is
-recorded as one ``rewrap``. Events no policy grants (creating a key, destroying it after its
-waiting period, rotating it automatically) are recorded under their own audit operation.
+A re-encryption needs ``reencrypt-from`` and ``decrypt`` on one key and ``reencrypt-to`` on the
+other, and is recorded as one ``rewrap``. Events no policy grants (creating a key, destroying
+it after its waiting period, rotating it automatically) are recorded under their own audit
+operation.
 """
 
 _OPERATIONS: Final = {operation.value: operation for operation in KeyOperation}

@@ -67,12 +67,14 @@ def check_policy(policy: object) -> KeyPolicy:
     return policy
 
 
-def authorize(key: Key, principal: str, operation: KeyOperation) -> None:
-    if not key.policy.allows(principal, operation):
-        raise AccessDeniedError(
-            f"principal {principal!r} is not allowed {operation.value!r} on key {key.key_id}; "
-            "ask an administrator of the key to grant it in the key policy"
-        )
+def authorize(key: Key, principal: str, *operations: KeyOperation) -> None:
+    """Whether the key's policy grants ``principal`` every one of ``operations``."""
+    for operation in operations:
+        if not key.policy.allows(principal, operation):
+            raise AccessDeniedError(
+                f"principal {principal!r} is not allowed {operation.value!r} on key "
+                f"{key.key_id}; ask an administrator of the key to grant it in the key policy"
+            )
 
 
 def require_state(key: Key, states: frozenset[KeyState]) -> None:

@@ -81,7 +81,7 @@ class LocalKms(Administration):
             encoded = encode_context(context)
             now = self._now()
             store = self._current(now, principal)
-            key = self._usable(store, name, principal, KeyOperation.GENERATE, call)
+            key = self._usable(store, name, principal, call, KeyOperation.GENERATE)
             store, key = self._rotated_if_due(store, key, now, principal, KeyOperation.GENERATE)
             material = key.newest
             call.version = material.version
@@ -99,7 +99,7 @@ class LocalKms(Administration):
             encoded = encode_context(context)
             check_blob(blob)
             store = self._current(self._now(), principal)
-            key = self._usable(store, name, principal, KeyOperation.DECRYPT, call)
+            key = self._usable(store, name, principal, call, KeyOperation.DECRYPT)
             return unseal_blob(store, key, blob, encoded, call)[1]
 
     def reencrypt(
@@ -124,9 +124,13 @@ class LocalKms(Administration):
             check_blob(blob)
             now = self._now()
             store = self._current(now, principal)
-            source = self._usable(store, name, principal, KeyOperation.REENCRYPT_FROM, call)
+            # Whoever re-encrypts a blob can re-encrypt it to a key they decrypt with: it is
+            # decrypting, so it needs ``decrypt`` as well as ``reencrypt-from``.
+            source = self._usable(
+                store, name, principal, call, KeyOperation.REENCRYPT_FROM, KeyOperation.DECRYPT
+            )
             call.key_id = new_name
-            target = self._usable(store, new_name, principal, KeyOperation.REENCRYPT_TO, call)
+            target = self._usable(store, new_name, principal, call, KeyOperation.REENCRYPT_TO)
             call.key_id = source.key_id
             material, data_key = unseal_blob(store, source, blob, encoded, call)
             store, target = self._rotated_if_due(
@@ -188,11 +192,11 @@ class LocalKms(Administration):
             return store.aliases[DEFAULT_ALIAS]
 
     def _usable(
-        self, store: Store, name: str, principal: str, operation: KeyOperation, call: Call
+        self, store: Store, name: str, principal: str, call: Call, *operations: KeyOperation
     ) -> Key:
         key = store.resolve(name)
         call.key_id = key.key_id
-        authorize(key, principal, operation)
+        authorize(key, principal, *operations)
         require_state(key, USE_STATES)
         return key
 
