@@ -937,6 +937,154 @@ def test_an_audit_sink_that_fails_fails_the_call(tmp_path: Path, root_key: RootK
         kms.default_key_id(principal=USER)
 
 
+class FailingSink(ListSink):
+    """An audit sink that refuses the success records of one operation once told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse: Operation | None = None
+
+    def record(self, event: AuditEvent) -> None:
+        if event.operation is self.refuse and event.outcome is Outcome.SUCCESS:
+            raise sealstore.AuditLogError("audit storage unavailable")
+        super().record(event)
+
+
+Setup = Callable[[LocalKms, FakeClock, str], object]
+
+
+def _disable(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    kms.disable_key(key_id, principal=ADMIN)
+
+
+def _schedule(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=7)
+
+
+def _alias(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    kms.create_alias("alias/there", key_id, principal=ADMIN)
+
+
+def _a_year_later(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    clock.advance(days=365)
+
+
+def _past_deletion(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    _schedule(kms, clock, key_id)
+    clock.advance(days=7)
+
+
+def _nothing(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    pass
+
+
+Change = Callable[[LocalKms, str], object]
+CHANGES: dict[str, tuple[Operation, Setup, Change]] = {
+    "create_key": (Operation.CREATE_KEY, _nothing, lambda kms, _: kms.create_key(principal=ADMIN)),
+    "default key": (
+        Operation.CREATE_KEY,
+        _nothing,
+        lambda kms, _: kms.default_key_id(principal=USER),
+    ),
+    "enable_key": (
+        Operation.ENABLE_KEY,
+        _disable,
+        lambda kms, key_id: kms.enable_key(key_id, principal=ADMIN),
+    ),
+    "disable_key": (
+        Operation.DISABLE_KEY,
+        _nothing,
+        lambda kms, key_id: kms.disable_key(key_id, principal=ADMIN),
+    ),
+    "schedule_key_deletion": (
+        Operation.SCHEDULE_DELETION,
+        _nothing,
+        lambda kms, key_id: kms.schedule_key_deletion(key_id, principal=ADMIN),
+    ),
+    "cancel_key_deletion": (
+        Operation.CANCEL_DELETION,
+        _schedule,
+        lambda kms, key_id: kms.cancel_key_deletion(key_id, principal=ADMIN),
+    ),
+    "rotate_key": (
+        Operation.ROTATE,
+        _nothing,
+        lambda kms, key_id: kms.rotate_key(key_id, principal=ADMIN),
+    ),
+    "automatic rotation": (
+        Operation.ROTATE,
+        _a_year_later,
+        lambda kms, key_id: kms.generate_data_key(key_id, {}, principal=ADMIN),
+    ),
+    "put_key_policy": (
+        Operation.PUT_POLICY,
+        _nothing,
+        lambda kms, key_id: kms.put_key_policy(
+            key_id, KeyPolicy.owner(ADMIN).grant("decrypt", USER), principal=ADMIN
+        ),
+    ),
+    "create_alias": (
+        Operation.CREATE_ALIAS,
+        _nothing,
+        lambda kms, key_id: kms.create_alias("alias/new", key_id, principal=ADMIN),
+    ),
+    "delete_alias": (
+        Operation.DELETE_ALIAS,
+        _alias,
+        lambda kms, key_id: kms.delete_alias("alias/there", principal=ADMIN),
+    ),
+    "deletion after the waiting period": (
+        Operation.DELETE_KEY,
+        _past_deletion,
+        lambda kms, key_id: kms.create_key(principal=ADMIN),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHANGES))
+def test_a_change_that_cannot_be_recorded_is_not_made(
+    tmp_path: Path, root_key: RootKey, clock: FakeClock, name: str
+) -> None:
+    """Every kind of change is recorded before it is saved: when the audit sink refuses the
+    record, the call fails with the sink's error and the key store is left as it was."""
+    operation, setup, change = CHANGES[name]
+    sink = FailingSink()
+    kms = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink)
+    key_id = kms.create_key(principal=ADMIN).key_id
+    setup(kms, clock, key_id)
+    before = read_document(kms.path, root_key)
+    sink.refuse = operation
+    with pytest.raises(sealstore.AuditLogError, match="audit storage unavailable"):
+        change(kms, key_id)
+    assert read_document(kms.path, root_key) == before
+    sink.refuse = None
+    change(kms, key_id)
+    assert read_document(kms.path, root_key) != before
+    assert sink.of(operation)[-1].outcome is Outcome.SUCCESS
+
+
+def test_a_change_recorded_but_not_saved_says_so(
+    kms: LocalKms, sink: ListSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When saving fails after the success was recorded, a failure record follows it saying
+    the change may not have been saved."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+
+    def cannot_write(self: SealedFile, data: bytes) -> None:
+        raise sealstore.KeystoreError(f"cannot write {self.path}: No space left on device")
+
+    monkeypatch.setattr(SealedFile, "_write", cannot_write)
+    with pytest.raises(sealstore.KeystoreError, match="No space left"):
+        kms.rotate_key(key_id, principal=ADMIN)
+    recorded, failed = sink.events[-2:]
+    assert (recorded.operation, recorded.outcome) == (Operation.ROTATE, Outcome.SUCCESS)
+    assert (failed.operation, failed.outcome) == (Operation.ROTATE, Outcome.FAILURE)
+    assert failed.reason.startswith(
+        "the change recorded as a success may not have been saved: KeystoreError: cannot write"
+    )
+    assert kms.describe_key(key_id, principal=ADMIN).current_version == 1
+
+
 def test_limits_are_enforced(
     kms: LocalKms, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -72,7 +72,7 @@ class Administration(KeyStore):
                 current.check_room_for_key()
                 return current.with_key(key)
 
-            return key_metadata(self._mutate(create, now, principal), key)
+            return key_metadata(self._mutate(create, now, principal, call), key)
 
     def describe_key(self, key_id: str, *, principal: str) -> KeyMetadata:
         """The metadata of ``key_id`` (an id or alias), in any state."""
@@ -214,7 +214,7 @@ class Administration(KeyStore):
                 store.check_room_for_alias()
                 return store.with_aliases({**store.aliases, alias: key.key_id})
 
-            self._mutate(add, now, principal)
+            self._mutate(add, now, principal, call)
 
     def delete_alias(self, alias: str, *, principal: str) -> None:
         """Delete ``alias``; the key it points at is unchanged."""
@@ -233,7 +233,7 @@ class Administration(KeyStore):
                     {name: key_id for name, key_id in store.aliases.items() if name != alias}
                 )
 
-            self._mutate(remove, now, principal)
+            self._mutate(remove, now, principal, call)
 
     def _administer(
         self,
@@ -257,11 +257,11 @@ class Administration(KeyStore):
                 call.key_id = key.key_id
                 authorize(key, checked, operation)
                 require_state(key, states)
-                edited.append(edit(key, now))
+                edited[:] = [edit(key, now)]
+                call.version = edited[0].newest.version
+                if reason is not None:
+                    call.reason = reason(edited[0])
                 return store.with_key(edited[0])
 
-            self._mutate(change, now, checked)
-            call.version = edited[0].newest.version
-            if reason is not None:
-                call.reason = reason(edited[0])
+            self._mutate(change, now, checked, call)
             return edited[0]

@@ -13,7 +13,7 @@ import attrs
 
 from sealstore._io import read_up_to
 from sealstore.errors import KeystoreError
-from sealstore.kms.local.document import Store, decode_document
+from sealstore.kms.local.document import Store, decode_document, encode_document
 from sealstore.sealed import MAX_DOCUMENT_SIZE, SealedFile
 
 _RACY_WINDOW_NS: Final = 3_000_000_000
@@ -81,10 +81,21 @@ class CachedDocument:
         self._cache = _Cached(signature, sealed, store, settled)
         return store
 
-    def update(self, apply: Callable[[bytes | None], bytes | None]) -> None:
-        """Rewrite the document under its lock with what ``apply`` makes of its current bytes
-        (``None`` leaves it as it is); the next snapshot reads it again."""
+    def update(self, change: Callable[[Store], Store | None]) -> Store:
+        """Rewrite the document under its lock with what ``change`` makes of it (``None``
+        leaves it as it is); returns the document as it stands afterwards. The next snapshot
+        reads it again."""
+        path = self._document.path
+        outcome: list[Store] = []
+
+        def apply(current: bytes | None) -> bytes | None:
+            store = Store({}, {}) if current is None else decode_document(current, path)
+            changed = change(store)
+            outcome[:] = [store if changed is None else changed]
+            return None if changed is None else encode_document(changed)
+
         try:
             self._document.update(apply)
         finally:
             self._cache = None
+        return outcome[0]

@@ -15,7 +15,7 @@ from sealstore.clock import utc_now
 from sealstore.errors import KeystoreError, KmsError
 from sealstore.kms.local.auditing import Auditor, Call
 from sealstore.kms.local.cache import CachedDocument
-from sealstore.kms.local.document import Key, Store, decode_document, encode_document, format_time
+from sealstore.kms.local.document import Store, format_time
 from sealstore.kms.policy import AUDITED_AS, KeyOperation
 from sealstore.sealed import RootKey, SealedFile
 
@@ -72,41 +72,44 @@ class KeyStore:
         return store
 
     def _mutate(
-        self, change: Callable[[Store], Store | None], now: datetime, principal: str
+        self,
+        change: Callable[[Store], Store | None],
+        now: datetime,
+        principal: str,
+        call: Call | None = None,
     ) -> Store:
         """Apply ``change`` to the document under its lock (after purging expired keys) and
-        write the result; ``change`` returns ``None`` to leave the document as it is."""
-        purged: list[Key] = []
-        outcome: list[Store] = []
+        write the result; ``change`` returns ``None`` to leave the document as it is.
 
-        def apply(current: bytes | None) -> bytes | None:
-            store = (
-                Store({}, {}) if current is None else decode_document(current, self._document.path)
-            )
-            store, gone = store.purged(now)
+        What the change does is recorded first, still under the lock and before the document
+        is replaced: the destruction of each purged key, then ``call`` as a success if
+        ``change`` changed something. If recording fails, nothing is saved.
+        """
+
+        def apply(current: Store) -> Store | None:
+            store, gone = current.purged(now)
             changed = change(store)
-            purged[:] = gone
-            outcome[:] = [store if changed is None else changed]
-            if changed is None and not gone:
-                return None
-            return encode_document(outcome[0])
-
-        self._document.update(apply)
-        for key in purged:
-            self._record(
-                AuditEvent(
-                    time=now,
-                    principal=principal,
-                    operation=Operation.DELETE_KEY,
-                    key_id=key.key_id,
-                    key_version=str(key.newest.version),
-                    reason=(
-                        f"the deletion date {format_time(key.deletion_date)} passed; "
-                        "the key material was destroyed"
-                    ),
+            for key in gone:
+                self._record(
+                    AuditEvent(
+                        time=now,
+                        principal=principal,
+                        operation=Operation.DELETE_KEY,
+                        key_id=key.key_id,
+                        key_version=str(key.newest.version),
+                        reason=(
+                            f"the deletion date {format_time(key.deletion_date)} passed; "
+                            "the key material was destroyed"
+                        ),
+                    )
                 )
-            )
-        return outcome[0]
+            if changed is None:
+                return store if gone else None
+            if call is not None:
+                self._auditor.commit(call)
+            return changed
+
+        return self._document.update(apply)
 
     def _audited(
         self, operation: KeyOperation, principal: object, key_id: object, context: object = None

@@ -166,7 +166,6 @@ class LocalKms(Administration):
             key_id = store.aliases.get(DEFAULT_ALIAS)
             if key_id is not None:
                 return key_id
-            created: list[Key] = []
 
             def create(current: Store) -> Store | None:
                 if DEFAULT_ALIAS in current.aliases:
@@ -178,18 +177,14 @@ class LocalKms(Administration):
                     _DEFAULT_KEY_POLICY,
                     now,
                 )
-                created.append(key)
+                call.key_id, call.version = key.key_id, 1
+                call.reason = f"the default key, alias {DEFAULT_ALIAS}"
                 return Store(
                     {**current.keys, key.key_id: key},
                     {**current.aliases, DEFAULT_ALIAS: key.key_id},
                 )
 
-            store = self._mutate(create, now, principal)
-            if created:
-                call.key_id, call.version = created[0].key_id, 1
-                call.reason = f"the default key, alias {DEFAULT_ALIAS}"
-                call.audit_success = True
-            return store.aliases[DEFAULT_ALIAS]
+            return self._mutate(create, now, principal, call).aliases[DEFAULT_ALIAS]
 
     def _usable(
         self, store: Store, name: str, principal: str, call: Call, *operations: KeyOperation
@@ -205,27 +200,23 @@ class LocalKms(Administration):
     ) -> tuple[Store, Key]:
         if not key.rotation_due(now):
             return store, key
-        rotated: list[Key] = []
+        with self._auditor.call(Operation.ROTATE, principal, key.key_id) as rotation:
+            rotation.audit_success = False  # recorded only if it happens, before it is saved
+            rotation.reason = "automatic yearly rotation"
 
-        def rotate(current: Store) -> Store | None:
-            fresh = current.keys.get(key.key_id)
-            if fresh is None or fresh.state is not KeyState.ENABLED or not fresh.rotation_due(now):
-                return None  # gone, disabled, or rotated by someone else meanwhile
-            rotated.append(fresh.with_new_material(now))
-            return current.with_key(rotated[0])
+            def rotate(current: Store) -> Store | None:
+                fresh = current.keys.get(key.key_id)
+                if (
+                    fresh is None
+                    or fresh.state is not KeyState.ENABLED
+                    or not fresh.rotation_due(now)
+                ):
+                    return None  # gone, disabled, or rotated by someone else meanwhile
+                rotated = fresh.with_new_material(now)
+                rotation.version = rotated.newest.version
+                return current.with_key(rotated)
 
-        store = self._mutate(rotate, now, principal)
-        if rotated:
-            self._record(
-                AuditEvent(
-                    time=now,
-                    principal=principal,
-                    operation=Operation.ROTATE,
-                    key_id=key.key_id,
-                    key_version=str(rotated[0].newest.version),
-                    reason="automatic yearly rotation",
-                )
-            )
+            store = self._mutate(rotate, now, principal, rotation)
         # The key may have changed while the lock was free: check it again.
         fresh = store.resolve(key.key_id)
         authorize(fresh, principal, operation)
