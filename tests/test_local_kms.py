@@ -743,13 +743,15 @@ def test_a_damaged_document_is_a_keystore_error(tmp_path: Path, root_key: RootKe
         b"not json",
         b'{"format": 1}',
         b'{"format": 1, "keys": {"k": {}}, "aliases": {}}',
+        b'{"format": 2, "keys": {}, "aliases": {}}',
+        b'{"format": 2, "sequence": -1, "keys": {}, "aliases": {}}',
     ):
         path = tmp_path / content.hex()[:16]
         write_document(path, root_key, content)
         with pytest.raises(sealstore.KeystoreError, match="damaged"):
             LocalKms(path, root_key=root_key, audit=ListSink())
     newer = tmp_path / "newer"
-    write_document(newer, root_key, b'{"format": 2, "keys": {}, "aliases": {}}')
+    write_document(newer, root_key, b'{"format": 3, "sequence": 1, "keys": {}, "aliases": {}}')
     with pytest.raises(sealstore.KeystoreError, match="upgrade"):
         LocalKms(newer, root_key=root_key, audit=ListSink())
 
@@ -772,6 +774,96 @@ def test_state_survives_reopening(
     assert reopened.decrypt("alias/orders", data_key.blob, CONTEXT, principal=USER) == (
         data_key.plaintext
     )
+
+
+def test_an_older_key_store_put_back_is_refused(
+    kms: LocalKms, tmp_path: Path, root_key: RootKey, clock: FakeClock
+) -> None:
+    """A copy of keys.sealed taken before a key was destroyed, put back afterwards, is refused
+    by the instance that saw the later document, and, given the sequence as an anchor, by a
+    new instance: the destroyed key does not come back."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    document_path = kms.path / "keys.sealed"
+    old_copy = tmp_path / "keys.sealed.old"
+    old_copy.write_bytes(document_path.read_bytes())
+    kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=7)
+    clock.advance(days=7)
+    assert kms.list_keys() == ()
+    kms.create_key(principal=ADMIN)
+    anchor = kms.sequence
+    os.replace(old_copy, document_path)
+    with pytest.raises(sealstore.KeystoreError, match="older") as caught:
+        kms.describe_key(key_id, principal=ADMIN)
+    assert str(document_path) in str(caught.value)
+    assert "already read" in str(caught.value)
+    with pytest.raises(sealstore.KeystoreError, match="older"):
+        kms.create_key(principal=ADMIN)
+    with pytest.raises(sealstore.KeystoreError, match=f"min_sequence={anchor}"):
+        LocalKms(kms.path, root_key=root_key, clock=clock, audit=ListSink(), min_sequence=anchor)
+    # Without the anchor a new instance has nothing to compare with.
+    unanchored = LocalKms(kms.path, root_key=root_key, clock=clock, audit=ListSink())
+    assert unanchored.sequence < anchor
+
+
+def test_every_write_adds_one_to_the_sequence(kms: LocalKms, clock: FakeClock) -> None:
+    """Each change, automatic rotation and purge included, adds exactly one to the sequence;
+    a call that changes nothing writes nothing."""
+    start = kms.sequence
+    key_id = kms.create_key(principal=ADMIN).key_id
+    assert kms.sequence == start + 1
+    kms.enable_key(key_id, principal=ADMIN)  # already enabled
+    kms.generate_data_key(key_id, {}, principal=ADMIN)
+    assert kms.sequence == start + 1
+    clock.advance(days=365)
+    kms.generate_data_key(key_id, {}, principal=ADMIN)
+    assert kms.sequence == start + 2
+    kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=7)
+    clock.advance(days=7)
+    assert kms.list_keys() == ()
+    assert kms.sequence == start + 3
+    kms.default_key_id(principal=USER)
+    assert kms.sequence == start + 5  # the purge, then the default key
+
+
+def test_a_format_1_document_is_read_as_sequence_0_and_upgraded(
+    tmp_path: Path, root_key: RootKey
+) -> None:
+    """A key store written before documents had a sequence number opens as sequence 0; its
+    next change writes format 2, sequence 1."""
+    path = tmp_path / "old"
+    key = {
+        "created": "2030-01-01T00:00:00+00:00",
+        "creator": ADMIN,
+        "deletion_date": None,
+        "description": "",
+        "materials": [
+            {
+                "created": "2030-01-01T00:00:00+00:00",
+                "key": base64.b64encode(bytes(32)).decode(),
+                "version": 1,
+            }
+        ],
+        "policy": KeyPolicy.owner(ADMIN).as_dict(),
+        "state": "enabled",
+    }
+    old = {"format": 1, "keys": {"k1": key}, "aliases": {"alias/old": "k1"}}
+    write_document(path, root_key, json.dumps(old).encode())
+    kms = LocalKms(path, root_key=root_key, audit=ListSink())
+    assert kms.sequence == 0
+    assert kms.describe_key("alias/old", principal=ADMIN).key_id == "k1"
+    kms.rotate_key("k1", principal=ADMIN)
+    written = json.loads(read_document(path, root_key))
+    assert (written["format"], written["sequence"]) == (2, 1)
+
+
+@pytest.mark.parametrize("anchor", [-1, True, 1.0, "3"])
+def test_min_sequence_must_be_a_natural_number(
+    kms: LocalKms, root_key: RootKey, anchor: object
+) -> None:
+    """A min_sequence that is not an int of at least 0 is refused as a bad argument."""
+    with pytest.raises(sealstore.KmsError) as caught:
+        LocalKms(kms.path, root_key=root_key, audit=ListSink(), min_sequence=anchor)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ValueError)
 
 
 def test_two_instances_see_each_others_changes(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,13 +36,20 @@ class _Cached:
 
 @final
 class CachedDocument:
-    """A sealed key store document, with the last version read kept to skip parsing it again."""
+    """A sealed key store document, with the last version read kept to skip parsing it again.
 
-    __slots__ = ("_cache", "_document")
+    It refuses a document whose sequence number is lower than ``min_sequence`` or than that
+    of any document it read or wrote before: an older copy put back in place.
+    """
 
-    def __init__(self, document: SealedFile) -> None:
+    __slots__ = ("_cache", "_document", "_highest", "_lock", "_min_sequence")
+
+    def __init__(self, document: SealedFile, min_sequence: int = 0) -> None:
         self._document = document
         self._cache: _Cached | None = None
+        self._min_sequence = min_sequence
+        self._highest = min_sequence
+        self._lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -49,6 +57,14 @@ class CachedDocument:
 
     def snapshot(self) -> Store:
         """The document as it is on disk, decrypted and parsed again only when it changed."""
+        # Only documents replaced before this read began must be seen: a slower read in
+        # another thread may still meet an older file.
+        floor = self._highest
+        store = self._read()
+        self._check(store, floor)
+        return store
+
+    def _read(self) -> Store:
         path = self._document.path
         cached = self._cache
         try:
@@ -83,19 +99,43 @@ class CachedDocument:
 
     def update(self, change: Callable[[Store], Store | None]) -> Store:
         """Rewrite the document under its lock with what ``change`` makes of it (``None``
-        leaves it as it is); returns the document as it stands afterwards. The next snapshot
-        reads it again."""
+        leaves it as it is), one sequence number higher; returns the document as it stands
+        afterwards. The next snapshot reads it again."""
         path = self._document.path
+        floor = self._highest
         outcome: list[Store] = []
 
         def apply(current: bytes | None) -> bytes | None:
             store = Store({}, {}) if current is None else decode_document(current, path)
+            self._check(store, floor)
             changed = change(store)
-            outcome[:] = [store if changed is None else changed]
-            return None if changed is None else encode_document(changed)
+            outcome[:] = [store]
+            if changed is None or encode_document(changed.numbered(store.sequence)) == current:
+                return None  # nothing changed: nothing to write
+            outcome[:] = [changed.numbered(store.sequence + 1)]
+            return encode_document(outcome[0])
 
         try:
             self._document.update(apply)
         finally:
             self._cache = None
+        self._see(outcome[0].sequence)
         return outcome[0]
+
+    def _check(self, store: Store, floor: int) -> None:
+        if store.sequence < floor:
+            given = (
+                f"the min_sequence={floor} this LocalKms was given"
+                if floor == self._min_sequence
+                else f"sequence {floor}, which this LocalKms has already read"
+            )
+            raise KeystoreError(
+                f"{self._document.path} is at sequence {store.sequence}, older than {given}: "
+                "an older copy of the key store was put back, which would bring back deleted "
+                "keys, old material and old policies; put the latest copy back"
+            )
+        self._see(store.sequence)
+
+    def _see(self, sequence: int) -> None:
+        with self._lock:
+            self._highest = max(self._highest, sequence)

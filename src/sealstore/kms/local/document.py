@@ -39,7 +39,9 @@ MAX_ALIASES: Final = 10_000
 MAX_VERSIONS: Final = 1_000
 """Material versions one key may hold; yearly rotation reaches it in a thousand years."""
 
-_DOCUMENT_FORMAT: Final = 1
+_DOCUMENT_FORMAT: Final = 2
+"""The format written. Format 1, read as well, has no sequence number: it is sequence 0."""
+_READABLE_FORMATS: Final = frozenset({1, 2})
 _ALIAS_PREFIX: Final = "alias/"
 
 
@@ -143,11 +145,13 @@ class Key:
 class Store:
     """One parsed version of the document. Never changed: edits make a new one."""
 
-    __slots__ = ("_wrappers", "aliases", "keys", "next_deletion")
+    __slots__ = ("_wrappers", "aliases", "keys", "next_deletion", "sequence")
 
-    def __init__(self, keys: dict[str, Key], aliases: dict[str, str]) -> None:
+    def __init__(self, keys: dict[str, Key], aliases: dict[str, str], sequence: int = 0) -> None:
         self.keys = keys
         self.aliases = aliases
+        self.sequence = sequence
+        """How many times the document was written: every write adds one."""
         self.next_deletion = min(
             (key.deletion_date for key in keys.values() if key.deletion_date is not None),
             default=None,
@@ -202,10 +206,14 @@ class Store:
             )
 
     def with_key(self, key: Key) -> Store:
-        return Store({**self.keys, key.key_id: key}, self.aliases)
+        return Store({**self.keys, key.key_id: key}, self.aliases, self.sequence)
 
     def with_aliases(self, aliases: dict[str, str]) -> Store:
-        return Store(self.keys, aliases)
+        return Store(self.keys, aliases, self.sequence)
+
+    def numbered(self, sequence: int) -> Store:
+        """This document as written with the sequence number ``sequence``."""
+        return Store(self.keys, self.aliases, sequence)
 
     def purged(self, now: datetime) -> tuple[Store, list[Key]]:
         """This store without the keys whose deletion date has come, and those keys."""
@@ -214,7 +222,7 @@ class Store:
         gone = [key for key in self.keys.values() if is_expired(key, now)]
         keys = {key_id: key for key_id, key in self.keys.items() if not is_expired(key, now)}
         aliases = {alias: key_id for alias, key_id in self.aliases.items() if key_id in keys}
-        return Store(keys, aliases), gone
+        return Store(keys, aliases, self.sequence), gone
 
 
 def is_expired(key: Key, now: datetime) -> bool:
@@ -281,7 +289,12 @@ def encode_document(store: Store) -> bytes:
                 for material in key.materials
             ],
         }
-    document = {"format": _DOCUMENT_FORMAT, "keys": keys, "aliases": store.aliases}
+    document = {
+        "format": _DOCUMENT_FORMAT,
+        "sequence": store.sequence,
+        "keys": keys,
+        "aliases": store.aliases,
+    }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -289,10 +302,13 @@ def decode_document(data: bytes, path: Path) -> Store:
     damaged = f"{path} holds a damaged key store document; restore it from a backup"
     try:
         document = json.loads(data)
-        if document["format"] != _DOCUMENT_FORMAT:
+        if document["format"] not in _READABLE_FORMATS:
             raise KeystoreError(
                 f"{path} is key store format {document['format']!r}; upgrade sealstore to read it"
             )
+        sequence = 0 if document["format"] == 1 else _int(document["sequence"])
+        if sequence < 0:
+            raise ValueError("sequence")
         keys: dict[str, Key] = {}
         policies: dict[str, KeyPolicy] = {}
         for key_id, raw in document["keys"].items():
@@ -326,7 +342,7 @@ def decode_document(data: bytes, path: Path) -> Store:
             raise ValueError("alias of a missing key")
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise KeystoreError(damaged) from None
-    return Store(keys, aliases)
+    return Store(keys, aliases, sequence)
 
 
 def _policy(raw: object, seen: dict[str, KeyPolicy]) -> KeyPolicy:

@@ -16,7 +16,7 @@ from sealstore.errors import KeystoreError, KmsError
 from sealstore.kms.local.auditing import Auditor, Call
 from sealstore.kms.local.cache import CachedDocument
 from sealstore.kms.local.document import Store, format_time
-from sealstore.kms.policy import AUDITED_AS, KeyOperation
+from sealstore.kms.policy import AUDITED_AS, InvalidKmsRequestError, KeyOperation
 from sealstore.sealed import RootKey, SealedFile
 
 _PURPOSE: Final = b"sealstore/local-kms/v1"
@@ -34,7 +34,13 @@ class KeyStore:
         root_key: RootKey,
         clock: Callable[[], datetime] = utc_now,
         audit: AuditSink | None = None,
+        min_sequence: int = 0,
     ) -> None:
+        if isinstance(min_sequence, bool) or not isinstance(min_sequence, int) or min_sequence < 0:
+            raise InvalidKmsRequestError(
+                "min_sequence must be an int of at least 0: a sequence number LocalKms.sequence "
+                "returned"
+            )
         self._path = Path(path)
         try:
             self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -42,7 +48,9 @@ class KeyStore:
             raise KeystoreError(
                 f"cannot create the key store directory {self._path}: {error.strerror}"
             ) from None
-        self._document = CachedDocument(SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE))
+        self._document = CachedDocument(
+            SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE), min_sequence
+        )
         self._clock = clock
         self._auditor = Auditor(
             JsonlAuditLog(self._path / _AUDIT_NAME) if audit is None else audit, self._now
@@ -54,6 +62,16 @@ class KeyStore:
     def path(self) -> Path:
         """The directory holding the key store."""
         return self._path
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number of the key store as it is now: every change adds one.
+
+        An older copy of the key store put back in place is refused by every instance that saw
+        a later one. To have it refused by a new instance too, store this number where the key
+        store's writers cannot change it and pass it back as ``min_sequence``.
+        """
+        return self._document.snapshot().sequence
 
     def _now(self) -> datetime:
         now = self._clock()
