@@ -108,6 +108,28 @@ def write_document(path: Path, root_key: RootKey, content: bytes) -> None:
     SealedFile(path / "keys.sealed", root_key, DOCUMENT_PURPOSE).update(replace)
 
 
+def write_format_1_document(path: Path, root_key: RootKey, policy: KeyPolicy) -> None:
+    """A key store as sealstore wrote it before documents had a sequence number and aliases
+    an owner: key ``k1`` under ``policy``, with the alias ``alias/old``."""
+    key = {
+        "created": "2030-01-01T00:00:00+00:00",
+        "creator": ADMIN,
+        "deletion_date": None,
+        "description": "",
+        "materials": [
+            {
+                "created": "2030-01-01T00:00:00+00:00",
+                "key": base64.b64encode(bytes(32)).decode(),
+                "version": 1,
+            }
+        ],
+        "policy": policy.as_dict(),
+        "state": "enabled",
+    }
+    old = {"format": 1, "keys": {"k1": key}, "aliases": {"alias/old": "k1"}}
+    write_document(path, root_key, json.dumps(old).encode())
+
+
 def blob_version(blob: bytes) -> int:
     """The material version a blob names (see docs/local-kms.md)."""
     split = 2 + blob[1]
@@ -229,6 +251,114 @@ def test_malformed_or_reserved_aliases_are_refused(kms: LocalKms, alias: str) ->
     assert isinstance(caught.value, ValueError)
 
 
+def test_only_the_owner_of_an_alias_may_delete_or_move_it(kms: LocalKms, sink: ListSink) -> None:
+    """An alias belongs to the principal that created it: another principal allowed to
+    manage aliases on the same key can neither delete it nor point it at a key of its own."""
+    team = KeyPolicy.owner(ADMIN).grant("create-alias", "*").grant("delete-alias", "*")
+    key_id = kms.create_key(principal=ADMIN, policy=team).key_id
+    kms.create_alias("alias/orders", key_id, principal=USER)
+    squatter_key = kms.create_key(principal=STRANGER).key_id
+    with pytest.raises(sealstore.AccessDeniedError, match="does not own the alias"):
+        kms.delete_alias("alias/orders", principal=STRANGER)
+    with pytest.raises(sealstore.AccessDeniedError, match="does not own the alias"):
+        kms.update_alias("alias/orders", squatter_key, principal=STRANGER)
+    assert kms.describe_key("alias/orders", principal=ADMIN).key_id == key_id
+    denied = [event for event in sink.events if event.outcome is Outcome.DENIED]
+    assert [(event.operation, event.key_id) for event in denied] == [
+        (Operation.DELETE_ALIAS, key_id),
+        (Operation.UPDATE_ALIAS, key_id),
+    ]
+    kms.delete_alias("alias/orders", principal=USER)
+    assert kms.list_keys()[0].aliases == ()
+
+
+def test_update_alias_moves_an_alias_without_freeing_its_name(
+    kms: LocalKms, tmp_path: Path, root_key: RootKey, clock: FakeClock, sink: ListSink
+) -> None:
+    """update_alias repoints an alias in one step under the store's lock: a squatter trying
+    to create the name while the move is under way finds it taken, and new data keys come
+    from the new key."""
+    old = kms.create_key(principal=ADMIN).key_id
+    new = kms.create_key(principal=ADMIN).key_id
+    kms.create_alias("alias/orders", old, principal=ADMIN)
+    squatter = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=ListSink())
+    squatter_key = squatter.create_key(principal=STRANGER).key_id
+    attempts: list[BaseException] = []
+
+    def squat() -> None:
+        try:
+            squatter.create_alias("alias/orders", squatter_key, principal=STRANGER)
+        except sealstore.SealstoreError as error:
+            attempts.append(error)
+
+    thread = threading.Thread(target=squat)
+    original_record = sink.record
+
+    def record_then_squat(event: AuditEvent) -> None:
+        original_record(event)
+        if event.operation is Operation.UPDATE_ALIAS and not thread.is_alive():
+            thread.start()  # the move holds the lock: the squat waits for it
+
+    sink.record = record_then_squat  # type: ignore[method-assign]
+    kms.update_alias("alias/orders", new, principal=ADMIN)
+    thread.join()
+    assert len(attempts) == 1
+    assert "already exists" in str(attempts[0])
+    assert kms.generate_data_key("alias/orders", {}, principal=ADMIN).key_id == new
+    assert kms.describe_key(old, principal=ADMIN).aliases == ()
+    (moved,) = sink.of(Operation.UPDATE_ALIAS)
+    assert (moved.key_id, moved.outcome) == (new, Outcome.SUCCESS)
+    assert moved.reason == f"alias alias/orders moved from key {old}"
+
+
+def test_update_alias_needs_rights_on_both_keys(kms: LocalKms, clock: FakeClock) -> None:
+    """Moving an alias needs delete-alias on the key it leaves and create-alias on the key it
+    goes to, which must not be pending deletion; reserved and unknown aliases are refused."""
+    policy = KeyPolicy.owner(ADMIN).grant("create-alias", USER).grant("delete-alias", USER)
+    old = kms.create_key(principal=ADMIN, policy=policy).key_id
+    kms.create_alias("alias/app", old, principal=USER)
+    new = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.AccessDeniedError, match=f"'create-alias' on key {new}"):
+        kms.update_alias("alias/app", new, principal=USER)
+    kms.put_key_policy(new, KeyPolicy.owner(ADMIN).grant("create-alias", USER), principal=ADMIN)
+    kms.put_key_policy(old, policy.revoke("delete-alias", USER), principal=ADMIN)
+    with pytest.raises(sealstore.AccessDeniedError, match=f"'delete-alias' on key {old}"):
+        kms.update_alias("alias/app", new, principal=USER)
+    kms.put_key_policy(old, policy, principal=ADMIN)
+    kms.schedule_key_deletion(new, principal=ADMIN)
+    with pytest.raises(sealstore.KeyPendingDeletionError):
+        kms.update_alias("alias/app", new, principal=USER)
+    kms.cancel_key_deletion(new, principal=ADMIN)
+    kms.update_alias("alias/app", new, principal=USER)
+    assert kms.describe_key("alias/app", principal=ADMIN).key_id == new
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.update_alias("alias/missing", new, principal=USER)
+    with pytest.raises(sealstore.KmsError) as caught:
+        kms.update_alias(DEFAULT_ALIAS, new, principal=USER)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_an_alias_without_an_owner_belongs_to_its_key_administrators(
+    tmp_path: Path, root_key: RootKey
+) -> None:
+    """An alias from a key store written before aliases had owners may be deleted or moved
+    by whoever holds delete-alias on its key, and by no one else; moving keeps it ownerless."""
+    path = tmp_path / "old"
+    write_format_1_document(path, root_key, KeyPolicy.owner(ADMIN).grant("delete-alias", USER))
+    kms = LocalKms(path, root_key=root_key, audit=ListSink())
+    other = kms.create_key(principal=STRANGER).key_id
+    with pytest.raises(sealstore.AccessDeniedError, match="'delete-alias' on key k1"):
+        kms.update_alias("alias/old", other, principal=STRANGER)
+    target = kms.create_key(principal=ADMIN).key_id
+    kms.update_alias("alias/old", target, principal=ADMIN)
+    assert json.loads(read_document(path, root_key))["alias_owners"] == {}
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.delete_alias("alias/old", principal=USER)  # USER administers k1, not the target
+    kms.update_alias("alias/old", "k1", principal=ADMIN)
+    kms.delete_alias("alias/old", principal=USER)
+    assert kms.describe_key("k1", principal=ADMIN).aliases == ()
+
+
 # The policy matrix: principal x operation x key state.
 
 
@@ -241,15 +371,19 @@ ALSO_NEEDED: dict[KeyOperation, tuple[KeyOperation, ...]] = {
 class Cell:
     """One key set up in a given state, with everything an operation on it needs."""
 
-    def __init__(self, kms: LocalKms, operation: KeyOperation, grantee: str) -> None:
+    def __init__(self, kms: LocalKms, operation: KeyOperation, grantee: str, caller: str) -> None:
         self.kms = kms
         policy = KeyPolicy.owner(ADMIN).grant(operation, grantee)
         for needed in ALSO_NEEDED.get(operation, ()):
             policy = policy.grant(needed, grantee)
-        self.key_id = kms.create_key(principal=ADMIN, policy=policy).key_id
-        self.blob = kms.generate_data_key(self.key_id, CONTEXT, principal=ADMIN).blob
+        # The caller owns the alias, so that the key policy alone decides whether it may go.
+        self.key_id = kms.create_key(
+            principal=ADMIN, policy=policy.grant(KeyOperation.CREATE_ALIAS, caller)
+        ).key_id
         self.alias = "alias/cell"
-        kms.create_alias(self.alias, self.key_id, principal=ADMIN)
+        kms.create_alias(self.alias, self.key_id, principal=caller)
+        kms.put_key_policy(self.key_id, policy, principal=ADMIN)
+        self.blob = kms.generate_data_key(self.key_id, CONTEXT, principal=ADMIN).blob
         # The other end of a re-encryption: a key every principal may re-encrypt from and to.
         other_policy = (
             KeyPolicy.owner(ADMIN)
@@ -355,10 +489,10 @@ def test_policy_matrix(
 ) -> None:
     """Existence, then policy, then state decide each call, with the exact error type; the
     call is audited as the operation AUDITED_AS maps its key operation to."""
-    cell = Cell(kms, operation, "*" if who == "wildcard" else USER)
+    caller = USER if who == "named" else STRANGER
+    cell = Cell(kms, operation, "*" if who == "wildcard" else USER, caller)
     cell.set_state(state)
     expected = _expected(operation, who, state)
-    caller = USER if who == "named" else STRANGER
     if expected is None:
         CALLS[operation](cell, caller)
     else:
@@ -831,23 +965,7 @@ def test_a_format_1_document_is_read_as_sequence_0_and_upgraded(
     """A key store written before documents had a sequence number opens as sequence 0; its
     next change writes format 2, sequence 1."""
     path = tmp_path / "old"
-    key = {
-        "created": "2030-01-01T00:00:00+00:00",
-        "creator": ADMIN,
-        "deletion_date": None,
-        "description": "",
-        "materials": [
-            {
-                "created": "2030-01-01T00:00:00+00:00",
-                "key": base64.b64encode(bytes(32)).decode(),
-                "version": 1,
-            }
-        ],
-        "policy": KeyPolicy.owner(ADMIN).as_dict(),
-        "state": "enabled",
-    }
-    old = {"format": 1, "keys": {"k1": key}, "aliases": {"alias/old": "k1"}}
-    write_document(path, root_key, json.dumps(old).encode())
+    write_format_1_document(path, root_key, KeyPolicy.owner(ADMIN))
     kms = LocalKms(path, root_key=root_key, audit=ListSink())
     assert kms.sequence == 0
     assert kms.describe_key("alias/old", principal=ADMIN).key_id == "k1"
@@ -1057,6 +1175,11 @@ def _alias(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
     kms.create_alias("alias/there", key_id, principal=ADMIN)
 
 
+def _alias_and_another_key(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    _alias(kms, clock, key_id)
+    kms.create_key(principal=ADMIN)
+
+
 def _a_year_later(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
     clock.advance(days=365)
 
@@ -1124,6 +1247,15 @@ CHANGES: dict[str, tuple[Operation, Setup, Change]] = {
         Operation.DELETE_ALIAS,
         _alias,
         lambda kms, key_id: kms.delete_alias("alias/there", principal=ADMIN),
+    ),
+    "update_alias": (
+        Operation.UPDATE_ALIAS,
+        _alias_and_another_key,
+        lambda kms, key_id: kms.update_alias(
+            "alias/there",
+            next(entry.key_id for entry in kms.list_keys() if entry.key_id != key_id),
+            principal=ADMIN,
+        ),
     ),
     "deletion after the waiting period": (
         Operation.DELETE_KEY,

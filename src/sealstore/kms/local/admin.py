@@ -15,6 +15,7 @@ from sealstore.kms.local.checks import (
     CHANGE_STATES,
     USE_STATES,
     authorize,
+    authorize_alias_owner,
     check_alias,
     check_description,
     check_name,
@@ -192,7 +193,9 @@ class Administration(KeyStore):
     def create_alias(self, alias: str, key_id: str, *, principal: str) -> None:
         """Point the new alias ``alias`` (``alias/`` then letters, digits, ``/_-``) at a key.
 
-        Aliases are unique; ``alias/sealstore/`` is reserved. Delete an alias to reuse it.
+        ``principal`` needs ``create-alias`` on the key, and owns the alias: only it may
+        delete it or move it to another key (:meth:`update_alias`). Aliases are unique, first
+        come, first served; ``alias/sealstore/`` is reserved.
         """
         with self._audited(KeyOperation.CREATE_ALIAS, principal, key_id) as call:
             principal = check_principal(principal)
@@ -209,15 +212,49 @@ class Administration(KeyStore):
                 require_state(key, CHANGE_STATES)
                 if alias in store.aliases:
                     raise KmsError(
-                        f"the alias {alias!r} already exists; delete it first or choose another"
+                        f"the alias {alias!r} already exists; its owner may move it to another "
+                        "key (update_alias), or choose another name"
                     )
                 store.check_room_for_alias()
-                return store.with_aliases({**store.aliases, alias: key.key_id})
+                return store.with_alias(alias, key.key_id, owner=principal)
 
             self._mutate(add, now, principal, call)
 
+    def update_alias(self, alias: str, new_key_id: str, *, principal: str) -> None:
+        """Point the existing ``alias`` at ``new_key_id`` instead, in one step: the alias never
+        stops existing, so no one else can take the name meanwhile.
+
+        ``principal`` must own the alias (an alias made before aliases had owners belongs to
+        its key's administrators), hold ``delete-alias`` on the key it points at now and
+        ``create-alias`` on ``new_key_id``, which must not be pending deletion.
+        """
+        with self._auditor.call(Operation.UPDATE_ALIAS, principal, alias) as call:
+            principal = check_principal(principal)
+            alias = check_alias(alias)
+            name = check_name(new_key_id)
+            now = self._now()
+            self._current(now, principal)
+
+            def move(store: Store) -> Store:
+                old = store.resolve(alias)
+                call.key_id = old.key_id
+                authorize(old, principal, KeyOperation.DELETE_ALIAS)
+                authorize_alias_owner(store, alias, principal)
+                new = store.resolve(name)
+                call.key_id = new.key_id
+                authorize(new, principal, KeyOperation.CREATE_ALIAS)
+                require_state(new, CHANGE_STATES)
+                call.reason = f"alias {alias} moved from key {old.key_id}"
+                return store.with_alias(alias, new.key_id, store.alias_owners.get(alias))
+
+            self._mutate(move, now, principal, call)
+
     def delete_alias(self, alias: str, *, principal: str) -> None:
-        """Delete ``alias``; the key it points at is unchanged."""
+        """Delete ``alias``; the key it points at is unchanged.
+
+        ``principal`` must own the alias (an alias made before aliases had owners belongs to
+        its key's administrators) and hold ``delete-alias`` on the key it points at.
+        """
         with self._audited(KeyOperation.DELETE_ALIAS, principal, alias) as call:
             principal = check_principal(principal)
             alias = check_alias(alias)
@@ -229,9 +266,8 @@ class Administration(KeyStore):
                 key = store.resolve(alias)
                 call.key_id = key.key_id
                 authorize(key, principal, KeyOperation.DELETE_ALIAS)
-                return store.with_aliases(
-                    {name: key_id for name, key_id in store.aliases.items() if name != alias}
-                )
+                authorize_alias_owner(store, alias, principal)
+                return store.without_alias(alias)
 
             self._mutate(remove, now, principal, call)
 

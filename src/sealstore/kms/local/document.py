@@ -20,7 +20,7 @@ import attrs
 
 from sealstore import _aead
 from sealstore.errors import KeyNotFoundError, KeystoreError, KmsError
-from sealstore.kms.policy import KeyPolicy
+from sealstore.kms.policy import KeyPolicy, check_principal
 
 __all__ = [
     "MAX_ALIASES",
@@ -145,13 +145,22 @@ class Key:
 class Store:
     """One parsed version of the document. Never changed: edits make a new one."""
 
-    __slots__ = ("_wrappers", "aliases", "keys", "next_deletion", "sequence")
+    __slots__ = ("_wrappers", "alias_owners", "aliases", "keys", "next_deletion", "sequence")
 
-    def __init__(self, keys: dict[str, Key], aliases: dict[str, str], sequence: int = 0) -> None:
+    def __init__(
+        self,
+        keys: dict[str, Key],
+        aliases: dict[str, str],
+        sequence: int = 0,
+        alias_owners: dict[str, str] | None = None,
+    ) -> None:
         self.keys = keys
         self.aliases = aliases
         self.sequence = sequence
         """How many times the document was written: every write adds one."""
+        self.alias_owners = {} if alias_owners is None else alias_owners
+        """The principal that created each alias; an alias missing here (one made before
+        aliases had owners, or the default key's) belongs to its key's administrators."""
         self.next_deletion = min(
             (key.deletion_date for key in keys.values() if key.deletion_date is not None),
             default=None,
@@ -206,14 +215,26 @@ class Store:
             )
 
     def with_key(self, key: Key) -> Store:
-        return Store({**self.keys, key.key_id: key}, self.aliases, self.sequence)
+        return Store({**self.keys, key.key_id: key}, self.aliases, self.sequence, self.alias_owners)
 
-    def with_aliases(self, aliases: dict[str, str]) -> Store:
-        return Store(self.keys, aliases, self.sequence)
+    def with_alias(self, alias: str, key_id: str, owner: str | None) -> Store:
+        """This store with ``alias`` pointing at ``key_id``, owned by ``owner``."""
+        owners = {name: who for name, who in self.alias_owners.items() if name != alias}
+        if owner is not None:
+            owners[alias] = owner
+        return Store(self.keys, {**self.aliases, alias: key_id}, self.sequence, owners)
+
+    def without_alias(self, alias: str) -> Store:
+        return Store(
+            self.keys,
+            {name: key_id for name, key_id in self.aliases.items() if name != alias},
+            self.sequence,
+            {name: owner for name, owner in self.alias_owners.items() if name != alias},
+        )
 
     def numbered(self, sequence: int) -> Store:
         """This document as written with the sequence number ``sequence``."""
-        return Store(self.keys, self.aliases, sequence)
+        return Store(self.keys, self.aliases, sequence, self.alias_owners)
 
     def purged(self, now: datetime) -> tuple[Store, list[Key]]:
         """This store without the keys whose deletion date has come, and those keys."""
@@ -222,7 +243,8 @@ class Store:
         gone = [key for key in self.keys.values() if is_expired(key, now)]
         keys = {key_id: key for key_id, key in self.keys.items() if not is_expired(key, now)}
         aliases = {alias: key_id for alias, key_id in self.aliases.items() if key_id in keys}
-        return Store(keys, aliases, self.sequence), gone
+        owners = {alias: who for alias, who in self.alias_owners.items() if alias in aliases}
+        return Store(keys, aliases, self.sequence, owners), gone
 
 
 def is_expired(key: Key, now: datetime) -> bool:
@@ -294,6 +316,7 @@ def encode_document(store: Store) -> bytes:
         "sequence": store.sequence,
         "keys": keys,
         "aliases": store.aliases,
+        "alias_owners": store.alias_owners,
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
@@ -306,7 +329,14 @@ def decode_document(data: bytes, path: Path) -> Store:
             raise KeystoreError(
                 f"{path} is key store format {document['format']!r}; upgrade sealstore to read it"
             )
-        sequence = 0 if document["format"] == 1 else _int(document["sequence"])
+        # Format 1 had neither: it is sequence 0, and its aliases have no owners.
+        sequence, owners = 0, {}
+        if document["format"] != 1:
+            sequence = _int(document["sequence"])
+            owners = {
+                _str(alias): check_principal(owner)
+                for alias, owner in document["alias_owners"].items()
+            }
         if sequence < 0:
             raise ValueError("sequence")
         keys: dict[str, Key] = {}
@@ -340,9 +370,11 @@ def decode_document(data: bytes, path: Path) -> Store:
         aliases = {_str(alias): _str(key_id) for alias, key_id in document["aliases"].items()}
         if not all(key_id in keys for key_id in aliases.values()):
             raise ValueError("alias of a missing key")
+        if not all(alias in aliases for alias in owners):
+            raise ValueError("owner of a missing alias")
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise KeystoreError(damaged) from None
-    return Store(keys, aliases, sequence)
+    return Store(keys, aliases, sequence, owners)
 
 
 def _policy(raw: object, seen: dict[str, KeyPolicy]) -> KeyPolicy:

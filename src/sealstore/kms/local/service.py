@@ -179,9 +179,8 @@ class LocalKms(Administration):
                 )
                 call.key_id, call.version = key.key_id, 1
                 call.reason = f"the default key, alias {DEFAULT_ALIAS}"
-                return current.with_key(key).with_aliases(
-                    {**current.aliases, DEFAULT_ALIAS: key.key_id}
-                )
+                # No owner: the alias is its key's administrators', and the key has none.
+                return current.with_key(key).with_alias(DEFAULT_ALIAS, key.key_id, owner=None)
 
             return self._mutate(create, now, principal, call).aliases[DEFAULT_ALIAS]
 
