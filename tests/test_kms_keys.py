@@ -115,6 +115,7 @@ def test_write_only_principal_cannot_read_through_bucket_keys(tmp_path: Path) ->
         tmp_path / "kms",
         root_key=sealstore.RootKey.from_bytes(os.urandom(32)),
         audit=sealstore.MemoryAuditSink(),
+        create=True,
     )
     key_id = kms.create_key(principal="admin").key_id
     policy = sealstore.KeyPolicy.owner("admin").grant(KeyOperation.GENERATE, "writer")

@@ -89,7 +89,7 @@ def root_key() -> RootKey:
 @pytest.fixture
 def kms(tmp_path: Path, root_key: RootKey, clock: FakeClock, sink: ListSink) -> LocalKms:
     """A LocalKms in a fresh directory, with a fake clock and an in-memory audit sink."""
-    return LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink)
+    return LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink, create=True)
 
 
 def read_document(path: Path, root_key: RootKey) -> bytes:
@@ -864,6 +864,63 @@ def test_default_key_rotates_yearly(kms: LocalKms, clock: FakeClock) -> None:
 # Persistence, root keys and sharing a directory.
 
 
+def test_a_path_without_a_key_store_is_refused_unless_create_is_passed(
+    tmp_path: Path, root_key: RootKey
+) -> None:
+    """A mistyped path (missing, empty, a file) raises KeystoreError naming it and create=True,
+    and creates nothing; create=True makes only the last directory."""
+    missing = tmp_path / "kms-typo"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
+    for path, problem in (
+        (missing, "does not exist"),
+        (empty, "holds no keys.sealed"),
+        (a_file, "is not a directory"),
+    ):
+        with pytest.raises(sealstore.KeystoreError, match=problem) as caught:
+            LocalKms(path, root_key=root_key, audit=ListSink())
+        assert str(path) in str(caught.value)
+        assert "create=True" in str(caught.value)
+    assert not missing.exists()
+    assert list(empty.iterdir()) == []
+    orphan = tmp_path / "no-parent" / "kms"
+    with pytest.raises(sealstore.KeystoreError, match="parent directory does not exist"):
+        LocalKms(orphan, root_key=root_key, audit=ListSink(), create=True)
+    assert not orphan.parent.exists()
+
+
+def test_create_makes_a_store_that_reopens_without_it(tmp_path: Path, root_key: RootKey) -> None:
+    """create=True makes the directory (mode 0700) and an empty store at sequence 1, which
+    opens without create=True; create=True on an existing store opens it unchanged."""
+    path = tmp_path / "kms"
+    kms = LocalKms(path, root_key=root_key, audit=ListSink(), create=True)
+    assert path.stat().st_mode & 0o777 == 0o700
+    assert kms.sequence == 1
+    assert LocalKms(path, root_key=root_key, audit=ListSink()).list_keys() == ()
+    key_id = kms.create_key(principal=ADMIN).key_id
+    again = LocalKms(path, root_key=root_key, audit=ListSink(), create=True)
+    assert [entry.key_id for entry in again.list_keys()] == [key_id]
+    assert again.sequence == 2
+
+
+def test_a_key_store_that_disappears_is_not_made_anew(tmp_path: Path, root_key: RootKey) -> None:
+    """A keys.sealed deleted while in use fails every call, and create=True with an anchor
+    refuses to replace it with an empty store."""
+    kms = LocalKms(tmp_path / "kms", root_key=root_key, audit=ListSink(), create=True)
+    kms.create_key(principal=ADMIN)
+    anchor = kms.sequence
+    (kms.path / "keys.sealed").unlink()
+    with pytest.raises(sealstore.KeystoreError, match="deleted or moved"):
+        kms.list_keys()
+    with pytest.raises(sealstore.KeystoreError, match="deleted or moved"):
+        kms.create_key(principal=ADMIN)
+    with pytest.raises(sealstore.KeystoreError, match=f"min_sequence={anchor}"):
+        LocalKms(kms.path, root_key=root_key, audit=ListSink(), create=True, min_sequence=anchor)
+    assert not (kms.path / "keys.sealed").exists()
+
+
 def test_a_wrong_root_key_is_a_root_key_error(kms: LocalKms, tmp_path: Path) -> None:
     """Opening a store with another root key fails clearly, at construction."""
     kms.create_key(principal=ADMIN)
@@ -1024,7 +1081,7 @@ def test_threads_share_one_instance(kms: LocalKms) -> None:
 
 def test_a_naive_clock_is_refused(tmp_path: Path, root_key: RootKey) -> None:
     """A clock returning naive datetimes makes calls fail with KmsError, not silently."""
-    kms = LocalKms(tmp_path, root_key=root_key, clock=datetime.now, audit=ListSink())
+    kms = LocalKms(tmp_path, root_key=root_key, clock=datetime.now, audit=ListSink(), create=True)
     with pytest.raises(sealstore.KmsError, match="timezone-aware"):
         kms.create_key(principal=ADMIN)
 
@@ -1117,7 +1174,7 @@ def test_default_audit_is_a_hash_chained_log_in_the_directory(
     tmp_path: Path, root_key: RootKey
 ) -> None:
     """Without a sink, LocalKms appends to path/audit.jsonl, a log that verifies."""
-    kms = LocalKms(tmp_path / "kms", root_key=root_key)
+    kms = LocalKms(tmp_path / "kms", root_key=root_key, create=True)
     key_id = kms.create_key(principal=ADMIN).key_id
     data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
     with pytest.raises(sealstore.AccessDeniedError):
@@ -1142,7 +1199,7 @@ def test_an_audit_sink_that_fails_fails_the_call(tmp_path: Path, root_key: RootK
         def record(self, event: AuditEvent) -> None:
             raise sealstore.KmsError("audit storage unavailable")
 
-    kms = LocalKms(tmp_path, root_key=root_key, audit=BrokenSink())
+    kms = LocalKms(tmp_path, root_key=root_key, audit=BrokenSink(), create=True)
     with pytest.raises(sealstore.KmsError, match="audit storage unavailable"):
         kms.default_key_id(principal=USER)
 
@@ -1273,7 +1330,7 @@ def test_a_change_that_cannot_be_recorded_is_not_made(
     record, the call fails with the sink's error and the key store is left as it was."""
     operation, setup, change = CHANGES[name]
     sink = FailingSink()
-    kms = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink)
+    kms = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink, create=True)
     key_id = kms.create_key(principal=ADMIN).key_id
     setup(kms, clock, key_id)
     before = read_document(kms.path, root_key)

@@ -165,7 +165,9 @@ def test_sigkill_at_random_moments_loses_nothing_reported(tmp_path: Path) -> Non
     root_key = RootKey.generate()
     directory = tmp_path / "kms"
     reported = Reported()
-    checker = LocalKms(directory, root_key=RootKey.from_base64(root_key), audit=NullSink())
+    checker = LocalKms(
+        directory, root_key=RootKey.from_base64(root_key), audit=NullSink(), create=True
+    )
     kills_mid_run = 0
     with (tmp_path / "stderr").open("w+b") as stderr:
         for _ in range(KILLS):
@@ -209,7 +211,7 @@ def test_two_processes_creating_and_rotating_lose_nothing(tmp_path: Path) -> Non
     every rotation got its own version."""
     root_key = RootKey.generate()
     directory = tmp_path / "kms"
-    kms = LocalKms(directory, root_key=RootKey.from_base64(root_key), audit=NullSink())
+    kms = LocalKms(directory, root_key=RootKey.from_base64(root_key), audit=NullSink(), create=True)
     policy = KeyPolicy.owner("admin").grant(KeyOperation.ROTATE, PRINCIPAL)
     shared = kms.create_key(principal="admin", policy=policy).key_id
     with (tmp_path / "stderr").open("w+b") as stderr:

@@ -70,7 +70,7 @@ class CachedDocument:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return Store({}, {})
+            raise _missing(path) from None
         except OSError as error:
             raise KeystoreError(f"cannot read {path}: {error.strerror}") from None
         try:
@@ -92,7 +92,9 @@ class CachedDocument:
         else:
             # May read a newer document than ``sealed``, never an older one.
             document = self._document.read()
-            store = Store({}, {}) if document is None else decode_document(document, path)
+            if document is None:
+                raise _missing(path)
+            store = decode_document(document, path)
         settled = time.time_ns() - stat.st_mtime_ns > _RACY_WINDOW_NS
         self._cache = _Cached(signature, sealed, store, settled)
         return store
@@ -106,7 +108,9 @@ class CachedDocument:
         outcome: list[Store] = []
 
         def apply(current: bytes | None) -> bytes | None:
-            store = Store({}, {}) if current is None else decode_document(current, path)
+            if current is None:
+                raise _missing(path)
+            store = decode_document(current, path)
             self._check(store, floor)
             changed = change(store)
             outcome[:] = [store]
@@ -121,6 +125,26 @@ class CachedDocument:
             self._cache = None
         self._see(outcome[0].sequence)
         return outcome[0]
+
+    def create(self) -> None:
+        """Write an empty document, sequence 1, unless there is one already."""
+        path = self._document.path
+        floor = self._highest
+
+        def apply(current: bytes | None) -> bytes | None:
+            if current is not None:
+                return None
+            if floor > 0:  # an anchored store that vanished is not made anew
+                raise KeystoreError(
+                    f"{path} does not exist, but min_sequence={floor} says the key store was "
+                    "there: it was deleted or moved; put it back rather than create a new one"
+                )
+            return encode_document(Store({}, {}, sequence=1))
+
+        try:
+            self._document.update(apply)
+        finally:
+            self._cache = None
 
     def _check(self, store: Store, floor: int) -> None:
         if store.sequence < floor:
@@ -139,3 +163,10 @@ class CachedDocument:
     def _see(self, sequence: int) -> None:
         with self._lock:
             self._highest = max(self._highest, sequence)
+
+
+def _missing(path: Path) -> KeystoreError:
+    return KeystoreError(
+        f"{path} does not exist: the key store document was deleted or moved while in use; "
+        "put it back"
+    )

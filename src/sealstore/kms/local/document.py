@@ -67,7 +67,8 @@ class KeyMetadata:
     >>> import pathlib, tempfile
     >>> from sealstore.sealed import RootKey
     >>> from sealstore.kms.local import LocalKms
-    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=RootKey.from_bytes(bytes(32)))
+    >>> root_key = RootKey.from_bytes(bytes(32))
+    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=root_key, create=True)
     >>> meta = kms.create_key(principal="alice", description="orders")
     >>> meta.state, meta.current_version, meta.creator
     (<KeyState.ENABLED: 'enabled'>, 1, 'alice')

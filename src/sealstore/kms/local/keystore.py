@@ -34,6 +34,7 @@ class KeyStore:
         root_key: RootKey,
         clock: Callable[[], datetime] = utc_now,
         audit: AuditSink | None = None,
+        create: bool = False,
         min_sequence: int = 0,
     ) -> None:
         if isinstance(min_sequence, bool) or not isinstance(min_sequence, int) or min_sequence < 0:
@@ -42,19 +43,18 @@ class KeyStore:
                 "returned"
             )
         self._path = Path(path)
-        try:
-            self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as error:
-            raise KeystoreError(
-                f"cannot create the key store directory {self._path}: {error.strerror}"
-            ) from None
-        self._document = CachedDocument(
-            SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE), min_sequence
-        )
+        document = SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE)
+        if create:
+            _make_directory(self._path)
+        else:
+            _require_store(self._path, document.path)
+        self._document = CachedDocument(document, min_sequence)
         self._clock = clock
         self._auditor = Auditor(
             JsonlAuditLog(self._path / _AUDIT_NAME) if audit is None else audit, self._now
         )
+        if create:
+            self._document.create()
         # A wrong root key or a damaged store fails here, not at first use.
         self._document.snapshot()
 
@@ -142,3 +142,32 @@ class KeyStore:
 
     def _record(self, event: AuditEvent) -> None:
         self._auditor.record(event)
+
+
+def _make_directory(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+    except FileNotFoundError:
+        raise KeystoreError(
+            f"cannot create the key store directory {path}: its parent directory does not "
+            "exist (create=True makes the last directory only)"
+        ) from None
+    except OSError as error:
+        raise KeystoreError(
+            f"cannot create the key store directory {path}: {error.strerror}"
+        ) from None
+
+
+def _require_store(path: Path, document: Path) -> None:
+    """A mistyped path must not quietly become a new, empty key store."""
+    if not path.is_dir():
+        problem = "does not exist" if not path.exists() else "is not a directory"
+        raise KeystoreError(
+            f"there is no key store at {path}: it {problem}; check the path, or pass "
+            "create=True to create a new key store"
+        )
+    if not document.exists():
+        raise KeystoreError(
+            f"there is no key store in {path}: it holds no {document.name}; check the path, "
+            "or pass create=True to create a new key store there"
+        )

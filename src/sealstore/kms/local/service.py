@@ -51,9 +51,14 @@ class LocalKms(Administration):
     and failure is recorded in ``audit`` (by default the hash-chained log
     ``path / "audit.jsonl"``). ``clock`` returns the current time as an aware datetime.
 
+    ``path`` must hold a key store unless ``create=True``, which makes one (and the directory,
+    whose parent must exist) if there is none. ``min_sequence`` refuses a key store older
+    than a :attr:`sequence` read earlier and kept elsewhere.
+
     >>> import pathlib, tempfile
     >>> from sealstore.sealed import RootKey
-    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=RootKey.from_bytes(bytes(32)))
+    >>> root_key = RootKey.from_bytes(bytes(32))
+    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=root_key, create=True)
     >>> key_id = kms.create_key(principal="alice").key_id
     >>> kms.create_alias("alias/orders", key_id, principal="alice")
     >>> data_key = kms.generate_data_key("alias/orders", {"bucket": "b"}, principal="alice")
