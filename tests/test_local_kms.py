@@ -889,6 +889,8 @@ def test_a_path_without_a_key_store_is_refused_unless_create_is_passed(
     with pytest.raises(sealstore.KeystoreError, match="parent directory does not exist"):
         LocalKms(orphan, root_key=root_key, audit=ListSink(), create=True)
     assert not orphan.parent.exists()
+    with pytest.raises(sealstore.KeystoreError, match=f"cannot create .*{a_file.name}"):
+        LocalKms(a_file, root_key=root_key, audit=ListSink(), create=True)
 
 
 def test_create_makes_a_store_that_reopens_without_it(tmp_path: Path, root_key: RootKey) -> None:
@@ -935,7 +937,9 @@ def test_a_damaged_document_is_a_keystore_error(tmp_path: Path, root_key: RootKe
         b'{"format": 1}',
         b'{"format": 1, "keys": {"k": {}}, "aliases": {}}',
         b'{"format": 2, "keys": {}, "aliases": {}}',
-        b'{"format": 2, "sequence": -1, "keys": {}, "aliases": {}}',
+        b'{"format": 2, "sequence": -1, "keys": {}, "aliases": {}, "alias_owners": {}}',
+        b'{"format":2,"sequence":1,"keys":{},"aliases":{},"alias_owners":{"alias/a":"x"}}',
+        b'{"format":2,"sequence":1,"keys":{},"aliases":{},"alias_owners":{"alias/a":""}}',
     ):
         path = tmp_path / content.hex()[:16]
         write_document(path, root_key, content)
