@@ -677,7 +677,9 @@ def bench_kms(sizes: Sizes) -> Group:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sealstore-bench-kms-") as directory:
         local = sealstore.LocalKms(
-            Path(directory) / "kms", root_key=sealstore.RootKey.from_bytes(os.urandom(32))
+            Path(directory) / "kms",
+            root_key=sealstore.RootKey.from_bytes(os.urandom(32)),
+            create=True,
         )
         key_id = local.default_key_id(principal="bench")
         for label, bucket in (("per-object keys", None), ("bucket keys", policy)):

@@ -118,6 +118,7 @@ def test_write_only_principal_cannot_read_through_bucket_keys(tmp_path: Path) ->
         tmp_path / "kms",
         root_key=sealstore.RootKey.from_bytes(os.urandom(32)),
         audit=sealstore.MemoryAuditSink(),
+        create=True,
     )
     key_id = kms.create_key(principal="admin").key_id
     policy = sealstore.KeyPolicy.owner("admin").grant(KeyOperation.GENERATE, "writer")
@@ -244,7 +245,9 @@ def test_unusable_principals_are_refused_at_construction(principal: str) -> None
 def _local_kms(tmp_path: Path) -> sealstore.LocalKms:
     """A LocalKms that lets everyone use every key (the defaults of create_key)."""
     root = sealstore.RootKey.from_bytes(os.urandom(32))
-    return sealstore.LocalKms(tmp_path / "kms", root_key=root, audit=sealstore.MemoryAuditSink())
+    return sealstore.LocalKms(
+        tmp_path / "kms", root_key=root, audit=sealstore.MemoryAuditSink(), create=True
+    )
 
 
 @pytest.mark.parametrize("bucket_key", [False, True])

@@ -89,7 +89,7 @@ def root_key() -> RootKey:
 @pytest.fixture
 def kms(tmp_path: Path, root_key: RootKey, clock: FakeClock, sink: ListSink) -> LocalKms:
     """A LocalKms in a fresh directory, with a fake clock and an in-memory audit sink."""
-    return LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink)
+    return LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink, create=True)
 
 
 def read_document(path: Path, root_key: RootKey) -> bytes:
@@ -106,6 +106,28 @@ def write_document(path: Path, root_key: RootKey, content: bytes) -> None:
         return content
 
     SealedFile(path / "keys.sealed", root_key, DOCUMENT_PURPOSE).update(replace)
+
+
+def write_format_1_document(path: Path, root_key: RootKey, policy: KeyPolicy) -> None:
+    """A key store as sealstore wrote it before documents had a sequence number and aliases
+    an owner: key ``k1`` under ``policy``, with the alias ``alias/old``."""
+    key = {
+        "created": "2030-01-01T00:00:00+00:00",
+        "creator": ADMIN,
+        "deletion_date": None,
+        "description": "",
+        "materials": [
+            {
+                "created": "2030-01-01T00:00:00+00:00",
+                "key": base64.b64encode(bytes(32)).decode(),
+                "version": 1,
+            }
+        ],
+        "policy": policy.as_dict(),
+        "state": "enabled",
+    }
+    old = {"format": 1, "keys": {"k1": key}, "aliases": {"alias/old": "k1"}}
+    write_document(path, root_key, json.dumps(old).encode())
 
 
 def blob_version(blob: bytes) -> int:
@@ -229,23 +251,144 @@ def test_malformed_or_reserved_aliases_are_refused(kms: LocalKms, alias: str) ->
     assert isinstance(caught.value, ValueError)
 
 
+def test_only_the_owner_of_an_alias_may_delete_or_move_it(kms: LocalKms, sink: ListSink) -> None:
+    """An alias belongs to the principal that created it: another principal allowed to
+    manage aliases on the same key can neither delete it nor point it at a key of its own."""
+    team = KeyPolicy.owner(ADMIN).grant("create-alias", "*").grant("delete-alias", "*")
+    key_id = kms.create_key(principal=ADMIN, policy=team).key_id
+    kms.create_alias("alias/orders", key_id, principal=USER)
+    squatter_key = kms.create_key(principal=STRANGER).key_id
+    with pytest.raises(sealstore.AccessDeniedError, match="does not own the alias"):
+        kms.delete_alias("alias/orders", principal=STRANGER)
+    with pytest.raises(sealstore.AccessDeniedError, match="does not own the alias"):
+        kms.update_alias("alias/orders", squatter_key, principal=STRANGER)
+    assert kms.describe_key("alias/orders", principal=ADMIN).key_id == key_id
+    denied = [event for event in sink.events if event.outcome is Outcome.DENIED]
+    assert [(event.operation, event.key_id) for event in denied] == [
+        (Operation.DELETE_ALIAS, key_id),
+        (Operation.UPDATE_ALIAS, key_id),
+    ]
+    kms.delete_alias("alias/orders", principal=USER)
+    assert kms.list_keys()[0].aliases == ()
+
+
+def test_update_alias_moves_an_alias_without_freeing_its_name(
+    kms: LocalKms, tmp_path: Path, root_key: RootKey, clock: FakeClock, sink: ListSink
+) -> None:
+    """update_alias repoints an alias in one step under the store's lock: a squatter trying
+    to create the name while the move is under way finds it taken, and new data keys come
+    from the new key."""
+    old = kms.create_key(principal=ADMIN).key_id
+    new = kms.create_key(principal=ADMIN).key_id
+    kms.create_alias("alias/orders", old, principal=ADMIN)
+    squatter = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=ListSink())
+    squatter_key = squatter.create_key(principal=STRANGER).key_id
+    attempts: list[BaseException] = []
+
+    def squat() -> None:
+        try:
+            squatter.create_alias("alias/orders", squatter_key, principal=STRANGER)
+        except sealstore.SealstoreError as error:
+            attempts.append(error)
+
+    thread = threading.Thread(target=squat)
+    original_record = sink.record
+
+    def record_then_squat(event: AuditEvent) -> None:
+        original_record(event)
+        if event.operation is Operation.UPDATE_ALIAS and not thread.is_alive():
+            thread.start()  # the move holds the lock: the squat waits for it
+
+    sink.record = record_then_squat  # type: ignore[method-assign]
+    kms.update_alias("alias/orders", new, principal=ADMIN)
+    thread.join()
+    assert len(attempts) == 1
+    assert "already exists" in str(attempts[0])
+    assert kms.generate_data_key("alias/orders", {}, principal=ADMIN).key_id == new
+    assert kms.describe_key(old, principal=ADMIN).aliases == ()
+    (moved,) = sink.of(Operation.UPDATE_ALIAS)
+    assert (moved.key_id, moved.outcome) == (new, Outcome.SUCCESS)
+    assert moved.reason == f"alias alias/orders moved from key {old}"
+
+
+def test_update_alias_needs_rights_on_both_keys(kms: LocalKms, clock: FakeClock) -> None:
+    """Moving an alias needs delete-alias on the key it leaves and create-alias on the key it
+    goes to, which must not be pending deletion; reserved and unknown aliases are refused."""
+    policy = KeyPolicy.owner(ADMIN).grant("create-alias", USER).grant("delete-alias", USER)
+    old = kms.create_key(principal=ADMIN, policy=policy).key_id
+    kms.create_alias("alias/app", old, principal=USER)
+    new = kms.create_key(principal=ADMIN).key_id
+    with pytest.raises(sealstore.AccessDeniedError, match=f"'create-alias' on key {new}"):
+        kms.update_alias("alias/app", new, principal=USER)
+    kms.put_key_policy(new, KeyPolicy.owner(ADMIN).grant("create-alias", USER), principal=ADMIN)
+    kms.put_key_policy(old, policy.revoke("delete-alias", USER), principal=ADMIN)
+    with pytest.raises(sealstore.AccessDeniedError, match=f"'delete-alias' on key {old}"):
+        kms.update_alias("alias/app", new, principal=USER)
+    kms.put_key_policy(old, policy, principal=ADMIN)
+    kms.schedule_key_deletion(new, principal=ADMIN)
+    with pytest.raises(sealstore.KeyPendingDeletionError):
+        kms.update_alias("alias/app", new, principal=USER)
+    kms.cancel_key_deletion(new, principal=ADMIN)
+    kms.update_alias("alias/app", new, principal=USER)
+    assert kms.describe_key("alias/app", principal=ADMIN).key_id == new
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.update_alias("alias/missing", new, principal=USER)
+    with pytest.raises(sealstore.KmsError) as caught:
+        kms.update_alias(DEFAULT_ALIAS, new, principal=USER)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_an_alias_without_an_owner_belongs_to_its_key_administrators(
+    tmp_path: Path, root_key: RootKey
+) -> None:
+    """An alias from a key store written before aliases had owners may be deleted or moved
+    by whoever holds delete-alias on its key, and by no one else; moving keeps it ownerless."""
+    path = tmp_path / "old"
+    write_format_1_document(path, root_key, KeyPolicy.owner(ADMIN).grant("delete-alias", USER))
+    kms = LocalKms(path, root_key=root_key, audit=ListSink())
+    other = kms.create_key(principal=STRANGER).key_id
+    with pytest.raises(sealstore.AccessDeniedError, match="'delete-alias' on key k1"):
+        kms.update_alias("alias/old", other, principal=STRANGER)
+    target = kms.create_key(principal=ADMIN).key_id
+    kms.update_alias("alias/old", target, principal=ADMIN)
+    assert json.loads(read_document(path, root_key))["alias_owners"] == {}
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.delete_alias("alias/old", principal=USER)  # USER administers k1, not the target
+    kms.update_alias("alias/old", "k1", principal=ADMIN)
+    kms.delete_alias("alias/old", principal=USER)
+    assert kms.describe_key("k1", principal=ADMIN).aliases == ()
+
+
 # The policy matrix: principal x operation x key state.
+
+
+ALSO_NEEDED: dict[KeyOperation, tuple[KeyOperation, ...]] = {
+    # Re-encrypting from a key can end in a key the caller decrypts with: it is decrypting.
+    KeyOperation.REENCRYPT_FROM: (KeyOperation.DECRYPT,),
+}
 
 
 class Cell:
     """One key set up in a given state, with everything an operation on it needs."""
 
-    def __init__(self, kms: LocalKms, operation: KeyOperation, grantee: str) -> None:
+    def __init__(self, kms: LocalKms, operation: KeyOperation, grantee: str, caller: str) -> None:
         self.kms = kms
         policy = KeyPolicy.owner(ADMIN).grant(operation, grantee)
-        self.key_id = kms.create_key(principal=ADMIN, policy=policy).key_id
-        self.blob = kms.generate_data_key(self.key_id, CONTEXT, principal=ADMIN).blob
+        for needed in ALSO_NEEDED.get(operation, ()):
+            policy = policy.grant(needed, grantee)
+        # The caller owns the alias, so that the key policy alone decides whether it may go.
+        self.key_id = kms.create_key(
+            principal=ADMIN, policy=policy.grant(KeyOperation.CREATE_ALIAS, caller)
+        ).key_id
         self.alias = "alias/cell"
-        kms.create_alias(self.alias, self.key_id, principal=ADMIN)
+        kms.create_alias(self.alias, self.key_id, principal=caller)
+        kms.put_key_policy(self.key_id, policy, principal=ADMIN)
+        self.blob = kms.generate_data_key(self.key_id, CONTEXT, principal=ADMIN).blob
         # The other end of a re-encryption: a key every principal may re-encrypt from and to.
         other_policy = (
             KeyPolicy.owner(ADMIN)
             .grant(KeyOperation.REENCRYPT_FROM, "*")
+            .grant(KeyOperation.DECRYPT, "*")
             .grant(KeyOperation.REENCRYPT_TO, "*")
         )
         self.other_id = kms.create_key(principal=ADMIN, policy=other_policy).key_id
@@ -346,10 +489,10 @@ def test_policy_matrix(
 ) -> None:
     """Existence, then policy, then state decide each call, with the exact error type; the
     call is audited as the operation AUDITED_AS maps its key operation to."""
-    cell = Cell(kms, operation, "*" if who == "wildcard" else USER)
+    caller = USER if who == "named" else STRANGER
+    cell = Cell(kms, operation, "*" if who == "wildcard" else USER, caller)
     cell.set_state(state)
     expected = _expected(operation, who, state)
-    caller = USER if who == "named" else STRANGER
     if expected is None:
         CALLS[operation](cell, caller)
     else:
@@ -594,6 +737,20 @@ def test_reencrypt_reaches_the_destination_check_only_after_the_source(kms: Loca
     assert target in str(caught.value)
 
 
+def test_reencrypt_needs_decrypt_on_the_source(kms: LocalKms) -> None:
+    """A principal granted reencrypt-from but not decrypt cannot re-encrypt a blob to a key it
+    can decrypt with (the default key, or a key of its own) and so read the data key."""
+    policy = KeyPolicy.owner(ADMIN).grant(KeyOperation.REENCRYPT_FROM, STRANGER)
+    source = kms.create_key(principal=ADMIN, policy=policy).key_id
+    data_key = kms.generate_data_key(source, CONTEXT, principal=ADMIN)
+    own = kms.create_key(principal=STRANGER).key_id
+    for target in (kms.default_key_id(principal=STRANGER), own):
+        with pytest.raises(sealstore.AccessDeniedError, match="'decrypt'"):
+            kms.reencrypt(source, data_key.blob, CONTEXT, target, principal=STRANGER)
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.decrypt(source, data_key.blob, CONTEXT, principal=STRANGER)
+
+
 # Deletion.
 
 
@@ -707,6 +864,65 @@ def test_default_key_rotates_yearly(kms: LocalKms, clock: FakeClock) -> None:
 # Persistence, root keys and sharing a directory.
 
 
+def test_a_path_without_a_key_store_is_refused_unless_create_is_passed(
+    tmp_path: Path, root_key: RootKey
+) -> None:
+    """A mistyped path (missing, empty, a file) raises KeystoreError naming it and create=True,
+    and creates nothing; create=True makes only the last directory."""
+    missing = tmp_path / "kms-typo"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
+    for path, problem in (
+        (missing, "does not exist"),
+        (empty, "holds no keys.sealed"),
+        (a_file, "is not a directory"),
+    ):
+        with pytest.raises(sealstore.KeystoreError, match=problem) as caught:
+            LocalKms(path, root_key=root_key, audit=ListSink())
+        assert str(path) in str(caught.value)
+        assert "create=True" in str(caught.value)
+    assert not missing.exists()
+    assert list(empty.iterdir()) == []
+    orphan = tmp_path / "no-parent" / "kms"
+    with pytest.raises(sealstore.KeystoreError, match="parent directory does not exist"):
+        LocalKms(orphan, root_key=root_key, audit=ListSink(), create=True)
+    assert not orphan.parent.exists()
+    with pytest.raises(sealstore.KeystoreError, match=f"cannot create .*{a_file.name}"):
+        LocalKms(a_file, root_key=root_key, audit=ListSink(), create=True)
+
+
+def test_create_makes_a_store_that_reopens_without_it(tmp_path: Path, root_key: RootKey) -> None:
+    """create=True makes the directory (mode 0700) and an empty store at sequence 1, which
+    opens without create=True; create=True on an existing store opens it unchanged."""
+    path = tmp_path / "kms"
+    kms = LocalKms(path, root_key=root_key, audit=ListSink(), create=True)
+    assert path.stat().st_mode & 0o777 == 0o700
+    assert kms.sequence == 1
+    assert LocalKms(path, root_key=root_key, audit=ListSink()).list_keys() == ()
+    key_id = kms.create_key(principal=ADMIN).key_id
+    again = LocalKms(path, root_key=root_key, audit=ListSink(), create=True)
+    assert [entry.key_id for entry in again.list_keys()] == [key_id]
+    assert again.sequence == 2
+
+
+def test_a_key_store_that_disappears_is_not_made_anew(tmp_path: Path, root_key: RootKey) -> None:
+    """A keys.sealed deleted while in use fails every call, and create=True with an anchor
+    refuses to replace it with an empty store."""
+    kms = LocalKms(tmp_path / "kms", root_key=root_key, audit=ListSink(), create=True)
+    kms.create_key(principal=ADMIN)
+    anchor = kms.sequence
+    (kms.path / "keys.sealed").unlink()
+    with pytest.raises(sealstore.KeystoreError, match="deleted or moved"):
+        kms.list_keys()
+    with pytest.raises(sealstore.KeystoreError, match="deleted or moved"):
+        kms.create_key(principal=ADMIN)
+    with pytest.raises(sealstore.KeystoreError, match=f"min_sequence={anchor}"):
+        LocalKms(kms.path, root_key=root_key, audit=ListSink(), create=True, min_sequence=anchor)
+    assert not (kms.path / "keys.sealed").exists()
+
+
 def test_a_wrong_root_key_is_a_root_key_error(kms: LocalKms, tmp_path: Path) -> None:
     """Opening a store with another root key fails clearly, at construction."""
     kms.create_key(principal=ADMIN)
@@ -720,13 +936,17 @@ def test_a_damaged_document_is_a_keystore_error(tmp_path: Path, root_key: RootKe
         b"not json",
         b'{"format": 1}',
         b'{"format": 1, "keys": {"k": {}}, "aliases": {}}',
+        b'{"format": 2, "keys": {}, "aliases": {}}',
+        b'{"format": 2, "sequence": -1, "keys": {}, "aliases": {}, "alias_owners": {}}',
+        b'{"format":2,"sequence":1,"keys":{},"aliases":{},"alias_owners":{"alias/a":"x"}}',
+        b'{"format":2,"sequence":1,"keys":{},"aliases":{},"alias_owners":{"alias/a":""}}',
     ):
         path = tmp_path / content.hex()[:16]
         write_document(path, root_key, content)
         with pytest.raises(sealstore.KeystoreError, match="damaged"):
             LocalKms(path, root_key=root_key, audit=ListSink())
     newer = tmp_path / "newer"
-    write_document(newer, root_key, b'{"format": 2, "keys": {}, "aliases": {}}')
+    write_document(newer, root_key, b'{"format": 3, "sequence": 1, "keys": {}, "aliases": {}}')
     with pytest.raises(sealstore.KeystoreError, match="upgrade"):
         LocalKms(newer, root_key=root_key, audit=ListSink())
 
@@ -749,6 +969,80 @@ def test_state_survives_reopening(
     assert reopened.decrypt("alias/orders", data_key.blob, CONTEXT, principal=USER) == (
         data_key.plaintext
     )
+
+
+def test_an_older_key_store_put_back_is_refused(
+    kms: LocalKms, tmp_path: Path, root_key: RootKey, clock: FakeClock
+) -> None:
+    """A copy of keys.sealed taken before a key was destroyed, put back afterwards, is refused
+    by the instance that saw the later document, and, given the sequence as an anchor, by a
+    new instance: the destroyed key does not come back."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    document_path = kms.path / "keys.sealed"
+    old_copy = tmp_path / "keys.sealed.old"
+    old_copy.write_bytes(document_path.read_bytes())
+    kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=7)
+    clock.advance(days=7)
+    assert kms.list_keys() == ()
+    kms.create_key(principal=ADMIN)
+    anchor = kms.sequence
+    os.replace(old_copy, document_path)
+    with pytest.raises(sealstore.KeystoreError, match="older") as caught:
+        kms.describe_key(key_id, principal=ADMIN)
+    assert str(document_path) in str(caught.value)
+    assert "already read" in str(caught.value)
+    with pytest.raises(sealstore.KeystoreError, match="older"):
+        kms.create_key(principal=ADMIN)
+    with pytest.raises(sealstore.KeystoreError, match=f"min_sequence={anchor}"):
+        LocalKms(kms.path, root_key=root_key, clock=clock, audit=ListSink(), min_sequence=anchor)
+    # Without the anchor a new instance has nothing to compare with.
+    unanchored = LocalKms(kms.path, root_key=root_key, clock=clock, audit=ListSink())
+    assert unanchored.sequence < anchor
+
+
+def test_every_write_adds_one_to_the_sequence(kms: LocalKms, clock: FakeClock) -> None:
+    """Each change, automatic rotation and purge included, adds exactly one to the sequence;
+    a call that changes nothing writes nothing."""
+    start = kms.sequence
+    key_id = kms.create_key(principal=ADMIN).key_id
+    assert kms.sequence == start + 1
+    kms.enable_key(key_id, principal=ADMIN)  # already enabled
+    kms.generate_data_key(key_id, {}, principal=ADMIN)
+    assert kms.sequence == start + 1
+    clock.advance(days=365)
+    kms.generate_data_key(key_id, {}, principal=ADMIN)
+    assert kms.sequence == start + 2
+    kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=7)
+    clock.advance(days=7)
+    assert kms.list_keys() == ()
+    assert kms.sequence == start + 3
+    kms.default_key_id(principal=USER)
+    assert kms.sequence == start + 5  # the purge, then the default key
+
+
+def test_a_format_1_document_is_read_as_sequence_0_and_upgraded(
+    tmp_path: Path, root_key: RootKey
+) -> None:
+    """A key store written before documents had a sequence number opens as sequence 0; its
+    next change writes format 2, sequence 1."""
+    path = tmp_path / "old"
+    write_format_1_document(path, root_key, KeyPolicy.owner(ADMIN))
+    kms = LocalKms(path, root_key=root_key, audit=ListSink())
+    assert kms.sequence == 0
+    assert kms.describe_key("alias/old", principal=ADMIN).key_id == "k1"
+    kms.rotate_key("k1", principal=ADMIN)
+    written = json.loads(read_document(path, root_key))
+    assert (written["format"], written["sequence"]) == (2, 1)
+
+
+@pytest.mark.parametrize("anchor", [-1, True, 1.0, "3"])
+def test_min_sequence_must_be_a_natural_number(
+    kms: LocalKms, root_key: RootKey, anchor: object
+) -> None:
+    """A min_sequence that is not an int of at least 0 is refused as a bad argument."""
+    with pytest.raises(sealstore.KmsError) as caught:
+        LocalKms(kms.path, root_key=root_key, audit=ListSink(), min_sequence=anchor)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ValueError)
 
 
 def test_two_instances_see_each_others_changes(
@@ -791,7 +1085,7 @@ def test_threads_share_one_instance(kms: LocalKms) -> None:
 
 def test_a_naive_clock_is_refused(tmp_path: Path, root_key: RootKey) -> None:
     """A clock returning naive datetimes makes calls fail with KmsError, not silently."""
-    kms = LocalKms(tmp_path, root_key=root_key, clock=datetime.now, audit=ListSink())
+    kms = LocalKms(tmp_path, root_key=root_key, clock=datetime.now, audit=ListSink(), create=True)
     with pytest.raises(sealstore.KmsError, match="timezone-aware"):
         kms.create_key(principal=ADMIN)
 
@@ -884,7 +1178,7 @@ def test_default_audit_is_a_hash_chained_log_in_the_directory(
     tmp_path: Path, root_key: RootKey
 ) -> None:
     """Without a sink, LocalKms appends to path/audit.jsonl, a log that verifies."""
-    kms = LocalKms(tmp_path / "kms", root_key=root_key)
+    kms = LocalKms(tmp_path / "kms", root_key=root_key, create=True)
     key_id = kms.create_key(principal=ADMIN).key_id
     data_key = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN)
     with pytest.raises(sealstore.AccessDeniedError):
@@ -909,9 +1203,171 @@ def test_an_audit_sink_that_fails_fails_the_call(tmp_path: Path, root_key: RootK
         def record(self, event: AuditEvent) -> None:
             raise sealstore.KmsError("audit storage unavailable")
 
-    kms = LocalKms(tmp_path, root_key=root_key, audit=BrokenSink())
+    kms = LocalKms(tmp_path, root_key=root_key, audit=BrokenSink(), create=True)
     with pytest.raises(sealstore.KmsError, match="audit storage unavailable"):
         kms.default_key_id(principal=USER)
+
+
+class FailingSink(ListSink):
+    """An audit sink that refuses the success records of one operation once told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse: Operation | None = None
+
+    def record(self, event: AuditEvent) -> None:
+        if event.operation is self.refuse and event.outcome is Outcome.SUCCESS:
+            raise sealstore.AuditLogError("audit storage unavailable")
+        super().record(event)
+
+
+Setup = Callable[[LocalKms, FakeClock, str], object]
+
+
+def _disable(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    kms.disable_key(key_id, principal=ADMIN)
+
+
+def _schedule(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    kms.schedule_key_deletion(key_id, principal=ADMIN, waiting_days=7)
+
+
+def _alias(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    kms.create_alias("alias/there", key_id, principal=ADMIN)
+
+
+def _alias_and_another_key(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    _alias(kms, clock, key_id)
+    kms.create_key(principal=ADMIN)
+
+
+def _a_year_later(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    clock.advance(days=365)
+
+
+def _past_deletion(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    _schedule(kms, clock, key_id)
+    clock.advance(days=7)
+
+
+def _nothing(kms: LocalKms, clock: FakeClock, key_id: str) -> None:
+    pass
+
+
+Change = Callable[[LocalKms, str], object]
+CHANGES: dict[str, tuple[Operation, Setup, Change]] = {
+    "create_key": (Operation.CREATE_KEY, _nothing, lambda kms, _: kms.create_key(principal=ADMIN)),
+    "default key": (
+        Operation.CREATE_KEY,
+        _nothing,
+        lambda kms, _: kms.default_key_id(principal=USER),
+    ),
+    "enable_key": (
+        Operation.ENABLE_KEY,
+        _disable,
+        lambda kms, key_id: kms.enable_key(key_id, principal=ADMIN),
+    ),
+    "disable_key": (
+        Operation.DISABLE_KEY,
+        _nothing,
+        lambda kms, key_id: kms.disable_key(key_id, principal=ADMIN),
+    ),
+    "schedule_key_deletion": (
+        Operation.SCHEDULE_DELETION,
+        _nothing,
+        lambda kms, key_id: kms.schedule_key_deletion(key_id, principal=ADMIN),
+    ),
+    "cancel_key_deletion": (
+        Operation.CANCEL_DELETION,
+        _schedule,
+        lambda kms, key_id: kms.cancel_key_deletion(key_id, principal=ADMIN),
+    ),
+    "rotate_key": (
+        Operation.ROTATE,
+        _nothing,
+        lambda kms, key_id: kms.rotate_key(key_id, principal=ADMIN),
+    ),
+    "automatic rotation": (
+        Operation.ROTATE,
+        _a_year_later,
+        lambda kms, key_id: kms.generate_data_key(key_id, {}, principal=ADMIN),
+    ),
+    "put_key_policy": (
+        Operation.PUT_POLICY,
+        _nothing,
+        lambda kms, key_id: kms.put_key_policy(
+            key_id, KeyPolicy.owner(ADMIN).grant("decrypt", USER), principal=ADMIN
+        ),
+    ),
+    "create_alias": (
+        Operation.CREATE_ALIAS,
+        _nothing,
+        lambda kms, key_id: kms.create_alias("alias/new", key_id, principal=ADMIN),
+    ),
+    "delete_alias": (
+        Operation.DELETE_ALIAS,
+        _alias,
+        lambda kms, key_id: kms.delete_alias("alias/there", principal=ADMIN),
+    ),
+    "update_alias": (
+        Operation.UPDATE_ALIAS,
+        _alias_and_another_key,
+        lambda kms, key_id: kms.update_alias(
+            "alias/there",
+            next(entry.key_id for entry in kms.list_keys() if entry.key_id != key_id),
+            principal=ADMIN,
+        ),
+    ),
+    "deletion after the waiting period": (
+        Operation.DELETE_KEY,
+        _past_deletion,
+        lambda kms, key_id: kms.create_key(principal=ADMIN),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CHANGES))
+def test_a_change_that_cannot_be_recorded_is_not_made(
+    tmp_path: Path, root_key: RootKey, clock: FakeClock, name: str
+) -> None:
+    """Every kind of change is recorded before it is saved: when the audit sink refuses the
+    record, the call fails with the sink's error and the key store is left as it was."""
+    operation, setup, change = CHANGES[name]
+    sink = FailingSink()
+    kms = LocalKms(tmp_path / "kms", root_key=root_key, clock=clock, audit=sink, create=True)
+    key_id = kms.create_key(principal=ADMIN).key_id
+    setup(kms, clock, key_id)
+    before = read_document(kms.path, root_key)
+    sink.refuse = operation
+    with pytest.raises(sealstore.AuditLogError, match="audit storage unavailable"):
+        change(kms, key_id)
+    assert read_document(kms.path, root_key) == before
+    sink.refuse = None
+    change(kms, key_id)
+    assert read_document(kms.path, root_key) != before
+    assert sink.of(operation)[-1].outcome is Outcome.SUCCESS
+
+
+def test_a_change_recorded_but_not_saved_says_so(
+    kms: LocalKms, sink: ListSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When saving fails after the success was recorded, a failure record follows it saying
+    the change may not have been saved."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+
+    def cannot_write(self: SealedFile, data: bytes) -> None:
+        raise sealstore.KeystoreError(f"cannot write {self.path}: No space left on device")
+
+    monkeypatch.setattr(SealedFile, "_write", cannot_write)
+    with pytest.raises(sealstore.KeystoreError, match="No space left"):
+        kms.rotate_key(key_id, principal=ADMIN)
+    recorded, failed = sink.events[-2:]
+    assert (recorded.operation, recorded.outcome) == (Operation.ROTATE, Outcome.SUCCESS)
+    assert (failed.operation, failed.outcome) == (Operation.ROTATE, Outcome.FAILURE)
+    assert failed.reason.startswith(
+        "the change recorded as a success may not have been saved: KeystoreError: cannot write"
+    )
+    assert kms.describe_key(key_id, principal=ADMIN).current_version == 1
 
 
 def test_limits_are_enforced(

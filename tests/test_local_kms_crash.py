@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from sealstore.audit import AuditEvent, JsonlAuditLog
+from sealstore.audit import AuditEvent, JsonlAuditLog, Operation, Outcome
 from sealstore.kms.local import LocalKms
 from sealstore.kms.policy import KeyOperation, KeyPolicy
 from sealstore.sealed import RootKey
@@ -122,6 +122,7 @@ class Reported:
     def __init__(self) -> None:
         self.keys: set[str] = set()
         self.versions: dict[str, int] = {}
+        self.rotations: set[tuple[str, str]] = set()
         self.blobs: list[tuple[str, bytes, bytes, dict[str, str]]] = []
 
     def add(self, fields: list[object]) -> None:
@@ -132,6 +133,7 @@ class Reported:
         elif kind == "rotate":
             assert isinstance(fields[2], int)
             self.versions[key_id] = max(self.versions.get(key_id, 1), fields[2])
+            self.rotations.add((key_id, str(fields[2])))
         else:
             plaintext, blob, context = fields[2], fields[3], fields[4]
             assert isinstance(plaintext, str)
@@ -157,12 +159,15 @@ class Reported:
 
 def test_sigkill_at_random_moments_loses_nothing_reported(tmp_path: Path) -> None:
     """After each of 20 SIGKILLs the store opens, and every key, rotation and data key a
-    child reported is still there; the audit log's chain still verifies."""
+    child reported is still there; the audit log's chain still verifies and records every
+    key creation and rotation reported."""
     rng = random.Random(20300101)
     root_key = RootKey.generate()
     directory = tmp_path / "kms"
     reported = Reported()
-    checker = LocalKms(directory, root_key=RootKey.from_base64(root_key), audit=NullSink())
+    checker = LocalKms(
+        directory, root_key=RootKey.from_base64(root_key), audit=NullSink(), create=True
+    )
     kills_mid_run = 0
     with (tmp_path / "stderr").open("w+b") as stderr:
         for _ in range(KILLS):
@@ -194,6 +199,11 @@ def test_sigkill_at_random_moments_loses_nothing_reported(tmp_path: Path) -> Non
     assert reported.blobs
     log = JsonlAuditLog(directory / "audit.jsonl")
     assert log.verify().ok
+    events = [event for event in log.events() if event.outcome is Outcome.SUCCESS]
+    assert reported.keys <= {e.key_id for e in events if e.operation is Operation.CREATE_KEY}
+    assert reported.rotations <= {
+        (e.key_id, e.key_version) for e in events if e.operation is Operation.ROTATE
+    }
 
 
 def test_two_processes_creating_and_rotating_lose_nothing(tmp_path: Path) -> None:
@@ -201,7 +211,7 @@ def test_two_processes_creating_and_rotating_lose_nothing(tmp_path: Path) -> Non
     every rotation got its own version."""
     root_key = RootKey.generate()
     directory = tmp_path / "kms"
-    kms = LocalKms(directory, root_key=RootKey.from_base64(root_key), audit=NullSink())
+    kms = LocalKms(directory, root_key=RootKey.from_base64(root_key), audit=NullSink(), create=True)
     policy = KeyPolicy.owner("admin").grant(KeyOperation.ROTATE, PRINCIPAL)
     shared = kms.create_key(principal="admin", policy=policy).key_id
     with (tmp_path / "stderr").open("w+b") as stderr:

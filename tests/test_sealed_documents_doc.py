@@ -233,8 +233,10 @@ class KmsKey:
 def parse_key_store(document: bytes) -> tuple[dict[str, KmsKey], dict[str, str]]:
     """``(keys, aliases)`` of a key store document, with the page's rules checked."""
     doc = json.loads(document.decode("utf-8"))
-    if _int(doc["format"]) != 1:
-        raise Refused("not format 1")
+    if _int(doc["format"]) not in (1, 2):
+        raise Refused("not format 1 or 2")
+    if _int(doc.get("sequence", 0)) < 0:
+        raise Refused("a sequence number is 0 or more")
     keys: dict[str, KmsKey] = {}
     for key_id, raw in doc["keys"].items():
         if raw["state"] not in ("enabled", "disabled", "pending-deletion"):
@@ -259,6 +261,8 @@ def parse_key_store(document: bytes) -> tuple[dict[str, KmsKey], dict[str, str]]
     aliases: dict[str, str] = doc["aliases"]
     if not all(key_id in keys for key_id in aliases.values()):
         raise Refused("an alias names a missing key")
+    if not set(doc.get("alias_owners", {})) <= set(aliases):
+        raise Refused("an owner is recorded for a missing alias")
     return keys, aliases
 
 
@@ -393,6 +397,7 @@ def test_a_library_key_store_opens_by_the_page_rules(tmp_path: Path) -> None:
         root_key=RootKey.from_bytes(raw),
         clock=lambda: now[0],
         audit=sealstore.MemoryAuditSink(),
+        create=True,
     )
     policy = KeyPolicy.build(administrators=["alice"], users=["app", "é-service"])
     key_id = kms.create_key(principal="alice", description="invoices €", policy=policy).key_id

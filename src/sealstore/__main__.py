@@ -38,7 +38,7 @@ def _tour(root: Path, out: TextIO) -> None:
     managed = sealstore.ManagedKeys(
         sealstore.FileKeyringStore(root / "keyring", root_key), audit=audit, principal="demo"
     )
-    kms = sealstore.LocalKms(root / "kms", root_key=root_key)
+    kms = sealstore.LocalKms(root / "kms", root_key=root_key, create=True)
     orders_key = kms.create_key(principal="demo", description="orders").key_id
     kms.create_alias("alias/orders", orders_key, principal="demo")
     kms_keys = sealstore.KmsKeys(kms, key_id="alias/orders", principal="demo")

@@ -65,6 +65,8 @@ class Operation(str, enum.Enum):
     PUT_POLICY = "put-policy"
     CREATE_ALIAS = "create-alias"
     DELETE_ALIAS = "delete-alias"
+    UPDATE_ALIAS = "update-alias"
+    """An alias was moved from one key to another in one step."""
     DESCRIBE_KEY = "describe-key"
     WRONG_CUSTOMER_KEY = "wrong-customer-key"
     """A customer key was offered that does not match the object's fingerprint."""

@@ -135,7 +135,7 @@ class KmsKeys:
 
     >>> import os, tempfile, sealstore
     >>> root = sealstore.RootKey.from_bytes(os.urandom(32))
-    >>> kms = sealstore.LocalKms(tempfile.mkdtemp(), root_key=root)
+    >>> kms = sealstore.LocalKms(tempfile.mkdtemp(), root_key=root, create=True)
     >>> keys = sealstore.KmsKeys(kms, principal="billing-service")
     >>> sealstore.decrypt(sealstore.encrypt(b"invoice", keys), keys)
     b'invoice'

@@ -49,7 +49,8 @@ class KeyOperation(str, enum.Enum):
     DECRYPT = "decrypt"
     """Decrypt a blob made under the key."""
     REENCRYPT_FROM = "reencrypt-from"
-    """Re-encrypt a blob made under the key (to this key or another)."""
+    """Re-encrypt a blob made under the key (to this key or another). ``reencrypt`` also needs
+    ``decrypt`` on the key: a blob re-encrypted to a key the caller decrypts with is read."""
     REENCRYPT_TO = "reencrypt-to"
     """Re-encrypt a blob (from this key or another) under the key."""
     DESCRIBE = "describe"
@@ -63,9 +64,10 @@ class KeyOperation(str, enum.Enum):
     PUT_POLICY = "put-policy"
     """Replace the key's policy."""
     CREATE_ALIAS = "create-alias"
-    """Point a new alias at the key."""
+    """Point a new alias at the key, or move an alias to it (``update_alias``)."""
     DELETE_ALIAS = "delete-alias"
-    """Delete an alias that points at the key."""
+    """Delete an alias that points at the key, or move it to another key (``update_alias``);
+    the caller must also own the alias."""
 
 
 USE_OPERATIONS: Final = frozenset(
@@ -109,9 +111,11 @@ AUDITED_AS: Final[Mapping[KeyOperation, Operation]] = MappingProxyType(
 )
 """The audit operation a call is recorded as, by the key operation the policy grants it.
 
-A re-encryption needs ``reencrypt-from`` on one key and ``reencrypt-to`` on the other, and is
-recorded as one ``rewrap``. Events no policy grants (creating a key, destroying it after its
-waiting period, rotating it automatically) are recorded under their own audit operation.
+A re-encryption needs ``reencrypt-from`` and ``decrypt`` on one key and ``reencrypt-to`` on the
+other, and is recorded as one ``rewrap``. Moving an alias needs ``delete-alias`` on the key it
+leaves and ``create-alias`` on the key it goes to, and is recorded as ``update-alias``. Events no
+policy grants (creating a key, destroying it after its waiting period, rotating it
+automatically) are recorded under their own audit operation.
 """
 
 _OPERATIONS: Final = {operation.value: operation for operation in KeyOperation}

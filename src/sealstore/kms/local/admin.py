@@ -15,6 +15,7 @@ from sealstore.kms.local.checks import (
     CHANGE_STATES,
     USE_STATES,
     authorize,
+    authorize_alias_owner,
     check_alias,
     check_description,
     check_name,
@@ -72,7 +73,7 @@ class Administration(KeyStore):
                 current.check_room_for_key()
                 return current.with_key(key)
 
-            return key_metadata(self._mutate(create, now, principal), key)
+            return key_metadata(self._mutate(create, now, principal, call), key)
 
     def describe_key(self, key_id: str, *, principal: str) -> KeyMetadata:
         """The metadata of ``key_id`` (an id or alias), in any state."""
@@ -192,7 +193,9 @@ class Administration(KeyStore):
     def create_alias(self, alias: str, key_id: str, *, principal: str) -> None:
         """Point the new alias ``alias`` (``alias/`` then letters, digits, ``/_-``) at a key.
 
-        Aliases are unique; ``alias/sealstore/`` is reserved. Delete an alias to reuse it.
+        ``principal`` needs ``create-alias`` on the key, and owns the alias: only it may
+        delete it or move it to another key (:meth:`update_alias`). Aliases are unique, first
+        come, first served; ``alias/sealstore/`` is reserved.
         """
         with self._audited(KeyOperation.CREATE_ALIAS, principal, key_id) as call:
             principal = check_principal(principal)
@@ -209,15 +212,49 @@ class Administration(KeyStore):
                 require_state(key, CHANGE_STATES)
                 if alias in store.aliases:
                     raise KmsError(
-                        f"the alias {alias!r} already exists; delete it first or choose another"
+                        f"the alias {alias!r} already exists; its owner may move it to another "
+                        "key (update_alias), or choose another name"
                     )
                 store.check_room_for_alias()
-                return store.with_aliases({**store.aliases, alias: key.key_id})
+                return store.with_alias(alias, key.key_id, owner=principal)
 
-            self._mutate(add, now, principal)
+            self._mutate(add, now, principal, call)
+
+    def update_alias(self, alias: str, new_key_id: str, *, principal: str) -> None:
+        """Point the existing ``alias`` at ``new_key_id`` instead, in one step: the alias never
+        stops existing, so no one else can take the name meanwhile.
+
+        ``principal`` must own the alias (an alias made before aliases had owners belongs to
+        its key's administrators), hold ``delete-alias`` on the key it points at now and
+        ``create-alias`` on ``new_key_id``, which must not be pending deletion.
+        """
+        with self._auditor.call(Operation.UPDATE_ALIAS, principal, alias) as call:
+            principal = check_principal(principal)
+            alias = check_alias(alias)
+            name = check_name(new_key_id)
+            now = self._now()
+            self._current(now, principal)
+
+            def move(store: Store) -> Store:
+                old = store.resolve(alias)
+                call.key_id = old.key_id
+                authorize(old, principal, KeyOperation.DELETE_ALIAS)
+                authorize_alias_owner(store, alias, principal)
+                new = store.resolve(name)
+                call.key_id = new.key_id
+                authorize(new, principal, KeyOperation.CREATE_ALIAS)
+                require_state(new, CHANGE_STATES)
+                call.reason = f"alias {alias} moved from key {old.key_id}"
+                return store.with_alias(alias, new.key_id, store.alias_owners.get(alias))
+
+            self._mutate(move, now, principal, call)
 
     def delete_alias(self, alias: str, *, principal: str) -> None:
-        """Delete ``alias``; the key it points at is unchanged."""
+        """Delete ``alias``; the key it points at is unchanged.
+
+        ``principal`` must own the alias (an alias made before aliases had owners belongs to
+        its key's administrators) and hold ``delete-alias`` on the key it points at.
+        """
         with self._audited(KeyOperation.DELETE_ALIAS, principal, alias) as call:
             principal = check_principal(principal)
             alias = check_alias(alias)
@@ -229,11 +266,10 @@ class Administration(KeyStore):
                 key = store.resolve(alias)
                 call.key_id = key.key_id
                 authorize(key, principal, KeyOperation.DELETE_ALIAS)
-                return store.with_aliases(
-                    {name: key_id for name, key_id in store.aliases.items() if name != alias}
-                )
+                authorize_alias_owner(store, alias, principal)
+                return store.without_alias(alias)
 
-            self._mutate(remove, now, principal)
+            self._mutate(remove, now, principal, call)
 
     def _administer(
         self,
@@ -257,11 +293,11 @@ class Administration(KeyStore):
                 call.key_id = key.key_id
                 authorize(key, checked, operation)
                 require_state(key, states)
-                edited.append(edit(key, now))
+                edited[:] = [edit(key, now)]
+                call.version = edited[0].newest.version
+                if reason is not None:
+                    call.reason = reason(edited[0])
                 return store.with_key(edited[0])
 
-            self._mutate(change, now, checked)
-            call.version = edited[0].newest.version
-            if reason is not None:
-                call.reason = reason(edited[0])
+            self._mutate(change, now, checked, call)
             return edited[0]

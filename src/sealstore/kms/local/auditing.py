@@ -15,6 +15,8 @@ from sealstore.errors import AccessDeniedError, KmsError, SealstoreError
 from sealstore.kms.local.checks import MAX_NAME_LENGTH
 
 _MAX_REASON_LENGTH: Final = 500
+NOT_SAVED: Final = "the change recorded as a success may not have been saved"
+"""How the failure of a call whose success was already recorded begins its reason."""
 
 
 @attrs.define
@@ -28,6 +30,8 @@ class Call:
     version: int | None = None
     reason: str = ""
     audit_success: bool = True
+    committed: bool = False
+    """Whether the call's success was recorded before its change was saved."""
     then: list[AuditEvent] = attrs.field(factory=list)
     """Further events to record after this one if the call succeeds."""
 
@@ -64,10 +68,19 @@ class Auditor:
         for event in call.then:
             self.record(event)
 
+    def commit(self, call: Call) -> None:
+        """Record ``call`` as a success now, before its change is saved, and not again when
+        it ends; a failure after this says the change may not have been saved."""
+        self._record_call(call, Outcome.SUCCESS, call.reason)
+        call.audit_success = False
+        call.committed = True
+
     def record(self, event: AuditEvent) -> None:
         self._sink.record(event)
 
     def _record_call(self, call: Call, outcome: Outcome, reason: str) -> None:
+        if call.committed and outcome is not Outcome.SUCCESS:
+            reason = f"{NOT_SAVED}: {reason}"
         self.record(
             AuditEvent(
                 time=self._event_time(),

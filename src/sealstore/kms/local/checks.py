@@ -12,7 +12,7 @@ from sealstore.errors import (
     KeyPendingDeletionError,
     KeyStateError,
 )
-from sealstore.kms.local.document import Key, KeyState, format_time
+from sealstore.kms.local.document import Key, KeyState, Store, format_time
 from sealstore.kms.policy import InvalidKmsRequestError, KeyOperation, KeyPolicy
 
 __all__ = ["MAX_DESCRIPTION_LENGTH", "MAX_NAME_LENGTH"]
@@ -67,11 +67,24 @@ def check_policy(policy: object) -> KeyPolicy:
     return policy
 
 
-def authorize(key: Key, principal: str, operation: KeyOperation) -> None:
-    if not key.policy.allows(principal, operation):
+def authorize(key: Key, principal: str, *operations: KeyOperation) -> None:
+    """Whether the key's policy grants ``principal`` every one of ``operations``."""
+    for operation in operations:
+        if not key.policy.allows(principal, operation):
+            raise AccessDeniedError(
+                f"principal {principal!r} is not allowed {operation.value!r} on key "
+                f"{key.key_id}; ask an administrator of the key to grant it in the key policy"
+            )
+
+
+def authorize_alias_owner(store: Store, alias: str, principal: str) -> None:
+    """Whether ``principal`` may delete or move ``alias``: it must have created it. An alias
+    without an owner is left to whoever holds ``delete-alias`` on its key, checked apart."""
+    owner = store.alias_owners.get(alias)
+    if owner is not None and owner != principal:
         raise AccessDeniedError(
-            f"principal {principal!r} is not allowed {operation.value!r} on key {key.key_id}; "
-            "ask an administrator of the key to grant it in the key policy"
+            f"principal {principal!r} does not own the alias {alias!r}; only the principal "
+            "that created it may delete or move it"
         )
 
 

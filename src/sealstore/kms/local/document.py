@@ -20,7 +20,7 @@ import attrs
 
 from sealstore import _aead
 from sealstore.errors import KeyNotFoundError, KeystoreError, KmsError
-from sealstore.kms.policy import KeyPolicy
+from sealstore.kms.policy import KeyPolicy, check_principal
 
 __all__ = [
     "MAX_ALIASES",
@@ -39,7 +39,9 @@ MAX_ALIASES: Final = 10_000
 MAX_VERSIONS: Final = 1_000
 """Material versions one key may hold; yearly rotation reaches it in a thousand years."""
 
-_DOCUMENT_FORMAT: Final = 1
+_DOCUMENT_FORMAT: Final = 2
+"""The format written. Format 1, read as well, has no sequence number: it is sequence 0."""
+_READABLE_FORMATS: Final = frozenset({1, 2})
 _ALIAS_PREFIX: Final = "alias/"
 
 
@@ -65,7 +67,8 @@ class KeyMetadata:
     >>> import pathlib, tempfile
     >>> from sealstore.sealed import RootKey
     >>> from sealstore.kms.local import LocalKms
-    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=RootKey.from_bytes(bytes(32)))
+    >>> root_key = RootKey.from_bytes(bytes(32))
+    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=root_key, create=True)
     >>> meta = kms.create_key(principal="alice", description="orders")
     >>> meta.state, meta.current_version, meta.creator
     (<KeyState.ENABLED: 'enabled'>, 1, 'alice')
@@ -143,11 +146,22 @@ class Key:
 class Store:
     """One parsed version of the document. Never changed: edits make a new one."""
 
-    __slots__ = ("_wrappers", "aliases", "keys", "next_deletion")
+    __slots__ = ("_wrappers", "alias_owners", "aliases", "keys", "next_deletion", "sequence")
 
-    def __init__(self, keys: dict[str, Key], aliases: dict[str, str]) -> None:
+    def __init__(
+        self,
+        keys: dict[str, Key],
+        aliases: dict[str, str],
+        sequence: int = 0,
+        alias_owners: dict[str, str] | None = None,
+    ) -> None:
         self.keys = keys
         self.aliases = aliases
+        self.sequence = sequence
+        """How many times the document was written: every write adds one."""
+        self.alias_owners = {} if alias_owners is None else alias_owners
+        """The principal that created each alias; an alias missing here (one made before
+        aliases had owners, or the default key's) belongs to its key's administrators."""
         self.next_deletion = min(
             (key.deletion_date for key in keys.values() if key.deletion_date is not None),
             default=None,
@@ -202,10 +216,26 @@ class Store:
             )
 
     def with_key(self, key: Key) -> Store:
-        return Store({**self.keys, key.key_id: key}, self.aliases)
+        return Store({**self.keys, key.key_id: key}, self.aliases, self.sequence, self.alias_owners)
 
-    def with_aliases(self, aliases: dict[str, str]) -> Store:
-        return Store(self.keys, aliases)
+    def with_alias(self, alias: str, key_id: str, owner: str | None) -> Store:
+        """This store with ``alias`` pointing at ``key_id``, owned by ``owner``."""
+        owners = {name: who for name, who in self.alias_owners.items() if name != alias}
+        if owner is not None:
+            owners[alias] = owner
+        return Store(self.keys, {**self.aliases, alias: key_id}, self.sequence, owners)
+
+    def without_alias(self, alias: str) -> Store:
+        return Store(
+            self.keys,
+            {name: key_id for name, key_id in self.aliases.items() if name != alias},
+            self.sequence,
+            {name: owner for name, owner in self.alias_owners.items() if name != alias},
+        )
+
+    def numbered(self, sequence: int) -> Store:
+        """This document as written with the sequence number ``sequence``."""
+        return Store(self.keys, self.aliases, sequence, self.alias_owners)
 
     def purged(self, now: datetime) -> tuple[Store, list[Key]]:
         """This store without the keys whose deletion date has come, and those keys."""
@@ -214,7 +244,8 @@ class Store:
         gone = [key for key in self.keys.values() if is_expired(key, now)]
         keys = {key_id: key for key_id, key in self.keys.items() if not is_expired(key, now)}
         aliases = {alias: key_id for alias, key_id in self.aliases.items() if key_id in keys}
-        return Store(keys, aliases), gone
+        owners = {alias: who for alias, who in self.alias_owners.items() if alias in aliases}
+        return Store(keys, aliases, self.sequence, owners), gone
 
 
 def is_expired(key: Key, now: datetime) -> bool:
@@ -281,7 +312,13 @@ def encode_document(store: Store) -> bytes:
                 for material in key.materials
             ],
         }
-    document = {"format": _DOCUMENT_FORMAT, "keys": keys, "aliases": store.aliases}
+    document = {
+        "format": _DOCUMENT_FORMAT,
+        "sequence": store.sequence,
+        "keys": keys,
+        "aliases": store.aliases,
+        "alias_owners": store.alias_owners,
+    }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -289,10 +326,20 @@ def decode_document(data: bytes, path: Path) -> Store:
     damaged = f"{path} holds a damaged key store document; restore it from a backup"
     try:
         document = json.loads(data)
-        if document["format"] != _DOCUMENT_FORMAT:
+        if document["format"] not in _READABLE_FORMATS:
             raise KeystoreError(
                 f"{path} is key store format {document['format']!r}; upgrade sealstore to read it"
             )
+        # Format 1 had neither: it is sequence 0, and its aliases have no owners.
+        sequence, owners = 0, {}
+        if document["format"] != 1:
+            sequence = _int(document["sequence"])
+            owners = {
+                _str(alias): check_principal(owner)
+                for alias, owner in document["alias_owners"].items()
+            }
+        if sequence < 0:
+            raise ValueError("sequence")
         keys: dict[str, Key] = {}
         policies: dict[str, KeyPolicy] = {}
         for key_id, raw in document["keys"].items():
@@ -324,9 +371,11 @@ def decode_document(data: bytes, path: Path) -> Store:
         aliases = {_str(alias): _str(key_id) for alias, key_id in document["aliases"].items()}
         if not all(key_id in keys for key_id in aliases.values()):
             raise ValueError("alias of a missing key")
+        if not all(alias in aliases for alias in owners):
+            raise ValueError("owner of a missing alias")
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise KeystoreError(damaged) from None
-    return Store(keys, aliases)
+    return Store(keys, aliases, sequence, owners)
 
 
 def _policy(raw: object, seen: dict[str, KeyPolicy]) -> KeyPolicy:

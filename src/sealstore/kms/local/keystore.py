@@ -15,8 +15,8 @@ from sealstore.clock import utc_now
 from sealstore.errors import KeystoreError, KmsError
 from sealstore.kms.local.auditing import Auditor, Call
 from sealstore.kms.local.cache import CachedDocument
-from sealstore.kms.local.document import Key, Store, decode_document, encode_document, format_time
-from sealstore.kms.policy import AUDITED_AS, KeyOperation
+from sealstore.kms.local.document import Store, format_time
+from sealstore.kms.policy import AUDITED_AS, InvalidKmsRequestError, KeyOperation
 from sealstore.sealed import RootKey, SealedFile
 
 _PURPOSE: Final = b"sealstore/local-kms/v1"
@@ -34,19 +34,27 @@ class KeyStore:
         root_key: RootKey,
         clock: Callable[[], datetime] = utc_now,
         audit: AuditSink | None = None,
+        create: bool = False,
+        min_sequence: int = 0,
     ) -> None:
+        if isinstance(min_sequence, bool) or not isinstance(min_sequence, int) or min_sequence < 0:
+            raise InvalidKmsRequestError(
+                "min_sequence must be an int of at least 0: a sequence number LocalKms.sequence "
+                "returned"
+            )
         self._path = Path(path)
-        try:
-            self._path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as error:
-            raise KeystoreError(
-                f"cannot create the key store directory {self._path}: {error.strerror}"
-            ) from None
-        self._document = CachedDocument(SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE))
+        document = SealedFile(self._path / _DOCUMENT_NAME, root_key, _PURPOSE)
+        if create:
+            _make_directory(self._path)
+        else:
+            _require_store(self._path, document.path)
+        self._document = CachedDocument(document, min_sequence)
         self._clock = clock
         self._auditor = Auditor(
             JsonlAuditLog(self._path / _AUDIT_NAME) if audit is None else audit, self._now
         )
+        if create:
+            self._document.create()
         # A wrong root key or a damaged store fails here, not at first use.
         self._document.snapshot()
 
@@ -54,6 +62,16 @@ class KeyStore:
     def path(self) -> Path:
         """The directory holding the key store."""
         return self._path
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number of the key store as it is now: every change adds one.
+
+        An older copy of the key store put back in place is refused by every instance that saw
+        a later one. To have it refused by a new instance too, store this number where the key
+        store's writers cannot change it and pass it back as ``min_sequence``.
+        """
+        return self._document.snapshot().sequence
 
     def _now(self) -> datetime:
         now = self._clock()
@@ -72,41 +90,44 @@ class KeyStore:
         return store
 
     def _mutate(
-        self, change: Callable[[Store], Store | None], now: datetime, principal: str
+        self,
+        change: Callable[[Store], Store | None],
+        now: datetime,
+        principal: str,
+        call: Call | None = None,
     ) -> Store:
         """Apply ``change`` to the document under its lock (after purging expired keys) and
-        write the result; ``change`` returns ``None`` to leave the document as it is."""
-        purged: list[Key] = []
-        outcome: list[Store] = []
+        write the result; ``change`` returns ``None`` to leave the document as it is.
 
-        def apply(current: bytes | None) -> bytes | None:
-            store = (
-                Store({}, {}) if current is None else decode_document(current, self._document.path)
-            )
-            store, gone = store.purged(now)
+        What the change does is recorded first, still under the lock and before the document
+        is replaced: the destruction of each purged key, then ``call`` as a success if
+        ``change`` changed something. If recording fails, nothing is saved.
+        """
+
+        def apply(current: Store) -> Store | None:
+            store, gone = current.purged(now)
             changed = change(store)
-            purged[:] = gone
-            outcome[:] = [store if changed is None else changed]
-            if changed is None and not gone:
-                return None
-            return encode_document(outcome[0])
-
-        self._document.update(apply)
-        for key in purged:
-            self._record(
-                AuditEvent(
-                    time=now,
-                    principal=principal,
-                    operation=Operation.DELETE_KEY,
-                    key_id=key.key_id,
-                    key_version=str(key.newest.version),
-                    reason=(
-                        f"the deletion date {format_time(key.deletion_date)} passed; "
-                        "the key material was destroyed"
-                    ),
+            for key in gone:
+                self._record(
+                    AuditEvent(
+                        time=now,
+                        principal=principal,
+                        operation=Operation.DELETE_KEY,
+                        key_id=key.key_id,
+                        key_version=str(key.newest.version),
+                        reason=(
+                            f"the deletion date {format_time(key.deletion_date)} passed; "
+                            "the key material was destroyed"
+                        ),
+                    )
                 )
-            )
-        return outcome[0]
+            if changed is None:
+                return store if gone else None
+            if call is not None:
+                self._auditor.commit(call)
+            return changed
+
+        return self._document.update(apply)
 
     def _audited(
         self, operation: KeyOperation, principal: object, key_id: object, context: object = None
@@ -121,3 +142,32 @@ class KeyStore:
 
     def _record(self, event: AuditEvent) -> None:
         self._auditor.record(event)
+
+
+def _make_directory(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+    except FileNotFoundError:
+        raise KeystoreError(
+            f"cannot create the key store directory {path}: its parent directory does not "
+            "exist (create=True makes the last directory only)"
+        ) from None
+    except OSError as error:
+        raise KeystoreError(
+            f"cannot create the key store directory {path}: {error.strerror}"
+        ) from None
+
+
+def _require_store(path: Path, document: Path) -> None:
+    """A mistyped path must not quietly become a new, empty key store."""
+    if not path.is_dir():
+        problem = "does not exist" if not path.exists() else "is not a directory"
+        raise KeystoreError(
+            f"there is no key store at {path}: it {problem}; check the path, or pass "
+            "create=True to create a new key store"
+        )
+    if not document.exists():
+        raise KeystoreError(
+            f"there is no key store in {path}: it holds no {document.name}; check the path, "
+            "or pass create=True to create a new key store there"
+        )

@@ -51,9 +51,14 @@ class LocalKms(Administration):
     and failure is recorded in ``audit`` (by default the hash-chained log
     ``path / "audit.jsonl"``). ``clock`` returns the current time as an aware datetime.
 
+    ``path`` must hold a key store unless ``create=True``, which makes one (and the directory,
+    whose parent must exist) if there is none. ``min_sequence`` refuses a key store older
+    than a :attr:`sequence` read earlier and kept elsewhere.
+
     >>> import pathlib, tempfile
     >>> from sealstore.sealed import RootKey
-    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=RootKey.from_bytes(bytes(32)))
+    >>> root_key = RootKey.from_bytes(bytes(32))
+    >>> kms = LocalKms(pathlib.Path(tempfile.mkdtemp()), root_key=root_key, create=True)
     >>> key_id = kms.create_key(principal="alice").key_id
     >>> kms.create_alias("alias/orders", key_id, principal="alice")
     >>> data_key = kms.generate_data_key("alias/orders", {"bucket": "b"}, principal="alice")
@@ -81,7 +86,7 @@ class LocalKms(Administration):
             encoded = encode_context(context)
             now = self._now()
             store = self._current(now, principal)
-            key = self._usable(store, name, principal, KeyOperation.GENERATE, call)
+            key = self._usable(store, name, principal, call, KeyOperation.GENERATE)
             store, key = self._rotated_if_due(store, key, now, principal, KeyOperation.GENERATE)
             material = key.newest
             call.version = material.version
@@ -99,7 +104,7 @@ class LocalKms(Administration):
             encoded = encode_context(context)
             check_blob(blob)
             store = self._current(self._now(), principal)
-            key = self._usable(store, name, principal, KeyOperation.DECRYPT, call)
+            key = self._usable(store, name, principal, call, KeyOperation.DECRYPT)
             return unseal_blob(store, key, blob, encoded, call)[1]
 
     def reencrypt(
@@ -124,9 +129,13 @@ class LocalKms(Administration):
             check_blob(blob)
             now = self._now()
             store = self._current(now, principal)
-            source = self._usable(store, name, principal, KeyOperation.REENCRYPT_FROM, call)
+            # Whoever re-encrypts a blob can re-encrypt it to a key they decrypt with: it is
+            # decrypting, so it needs ``decrypt`` as well as ``reencrypt-from``.
+            source = self._usable(
+                store, name, principal, call, KeyOperation.REENCRYPT_FROM, KeyOperation.DECRYPT
+            )
             call.key_id = new_name
-            target = self._usable(store, new_name, principal, KeyOperation.REENCRYPT_TO, call)
+            target = self._usable(store, new_name, principal, call, KeyOperation.REENCRYPT_TO)
             call.key_id = source.key_id
             material, data_key = unseal_blob(store, source, blob, encoded, call)
             store, target = self._rotated_if_due(
@@ -162,7 +171,6 @@ class LocalKms(Administration):
             key_id = store.aliases.get(DEFAULT_ALIAS)
             if key_id is not None:
                 return key_id
-            created: list[Key] = []
 
             def create(current: Store) -> Store | None:
                 if DEFAULT_ALIAS in current.aliases:
@@ -174,25 +182,19 @@ class LocalKms(Administration):
                     _DEFAULT_KEY_POLICY,
                     now,
                 )
-                created.append(key)
-                return Store(
-                    {**current.keys, key.key_id: key},
-                    {**current.aliases, DEFAULT_ALIAS: key.key_id},
-                )
-
-            store = self._mutate(create, now, principal)
-            if created:
-                call.key_id, call.version = created[0].key_id, 1
+                call.key_id, call.version = key.key_id, 1
                 call.reason = f"the default key, alias {DEFAULT_ALIAS}"
-                call.audit_success = True
-            return store.aliases[DEFAULT_ALIAS]
+                # No owner: the alias is its key's administrators', and the key has none.
+                return current.with_key(key).with_alias(DEFAULT_ALIAS, key.key_id, owner=None)
+
+            return self._mutate(create, now, principal, call).aliases[DEFAULT_ALIAS]
 
     def _usable(
-        self, store: Store, name: str, principal: str, operation: KeyOperation, call: Call
+        self, store: Store, name: str, principal: str, call: Call, *operations: KeyOperation
     ) -> Key:
         key = store.resolve(name)
         call.key_id = key.key_id
-        authorize(key, principal, operation)
+        authorize(key, principal, *operations)
         require_state(key, USE_STATES)
         return key
 
@@ -201,27 +203,23 @@ class LocalKms(Administration):
     ) -> tuple[Store, Key]:
         if not key.rotation_due(now):
             return store, key
-        rotated: list[Key] = []
+        with self._auditor.call(Operation.ROTATE, principal, key.key_id) as rotation:
+            rotation.audit_success = False  # recorded only if it happens, before it is saved
+            rotation.reason = "automatic yearly rotation"
 
-        def rotate(current: Store) -> Store | None:
-            fresh = current.keys.get(key.key_id)
-            if fresh is None or fresh.state is not KeyState.ENABLED or not fresh.rotation_due(now):
-                return None  # gone, disabled, or rotated by someone else meanwhile
-            rotated.append(fresh.with_new_material(now))
-            return current.with_key(rotated[0])
+            def rotate(current: Store) -> Store | None:
+                fresh = current.keys.get(key.key_id)
+                if (
+                    fresh is None
+                    or fresh.state is not KeyState.ENABLED
+                    or not fresh.rotation_due(now)
+                ):
+                    return None  # gone, disabled, or rotated by someone else meanwhile
+                rotated = fresh.with_new_material(now)
+                rotation.version = rotated.newest.version
+                return current.with_key(rotated)
 
-        store = self._mutate(rotate, now, principal)
-        if rotated:
-            self._record(
-                AuditEvent(
-                    time=now,
-                    principal=principal,
-                    operation=Operation.ROTATE,
-                    key_id=key.key_id,
-                    key_version=str(rotated[0].newest.version),
-                    reason="automatic yearly rotation",
-                )
-            )
+            store = self._mutate(rotate, now, principal, rotation)
         # The key may have changed while the lock was free: check it again.
         fresh = store.resolve(key.key_id)
         authorize(fresh, principal, operation)
