@@ -278,6 +278,8 @@ def test_rewrap_of_customer_objects_changes_the_customer_key(
     store.put("c", b"payload", keys=customer)
     new = sealstore.CustomerKeys(os.urandom(32))
     assert store.rewrap("c", keys=new, source_keys=customer) is True
+    assert store.rewrap("c", keys=new, source_keys=new) is False  # already under the new key
+    assert store.rewrap("c", keys=sealstore.CustomerKeys(new.key), source_keys=new) is False
     assert store.get("c", keys=new) == b"payload"
     with pytest.raises(sealstore.WrongKeyError):
         store.get("c", keys=customer)
