@@ -37,7 +37,10 @@ _T = TypeVar("_T")
 
 
 class Readable(Protocol):
-    """A binary stream to read from: ``read(n)`` returns at most ``n`` bytes, ``b""`` at end."""
+    """A binary stream to read from: ``read(n)`` returns at most ``n`` bytes, ``b""`` at end.
+
+    The stream must block: ``None`` (no data ready yet) is refused, never taken as the end.
+    """
 
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -56,7 +59,11 @@ class SeekableReadable(Readable, Protocol):
 
 
 class Writable(Protocol):
-    """A binary stream to write to. It must not keep the buffers it is handed."""
+    """A binary stream to write to. It must not keep the buffers it is handed.
+
+    ``write`` returns how many bytes it took: a short write is called again with the rest,
+    and ``None`` (a non-blocking stream that would block) is refused, never taken as "all".
+    """
 
     def write(self, data: Buffer, /) -> int | None: ...
 
@@ -72,6 +79,8 @@ def read_up_to(read: Callable[[int], bytes], size: int) -> bytes:
     parts = []
     while size > 0:
         part = read(size)
+        if part is None:
+            raise _unready_input("read")
         if not part:
             break
         parts.append(part)
@@ -80,11 +89,15 @@ def read_up_to(read: Callable[[int], bytes], size: int) -> bytes:
 
 
 def write_all(dst: Writable, data: memoryview) -> None:
-    """Write every byte of ``data``, however many calls ``dst`` needs to take them."""
+    """Write every byte of ``data``, however many calls ``dst`` needs to take them.
+
+    A write that takes nothing (``None``, as a non-blocking stream returns when it would
+    block, or 0) raises :class:`TypeError`: the bytes it was given would otherwise be lost.
+    """
     while data:
         count = dst.write(data)
-        if count is None or count >= len(data):
-            return
+        if not count:
+            raise _unready_output(count)
         data = data[count:]
 
 
@@ -92,13 +105,37 @@ def stream_pieces(src: Readable) -> Iterator[memoryview | bytes]:
     """Successive non-empty pieces of ``src`` until end of file, reusing one buffer."""
     readinto = getattr(src, "readinto", None)
     if readinto is None:
-        while piece := src.read(PIECE_SIZE):
+        while True:
+            piece = src.read(PIECE_SIZE)
+            if piece is None:
+                raise _unready_input("read")
+            if not piece:
+                return
             yield piece
-        return
     buffer = bytearray(PIECE_SIZE)
     with memoryview(buffer) as view:
-        while count := readinto(view):
+        while True:
+            count = readinto(view)
+            if count is None:
+                raise _unready_input("readinto")
+            if not count:
+                return
             yield view[:count]
+
+
+def _unready_input(method: str) -> TypeError:
+    return TypeError(
+        f"the input stream's {method}() returned None, as a non-blocking stream does when no "
+        "data is ready: non-blocking streams are not supported; pass a blocking binary stream"
+    )
+
+
+def _unready_output(returned: int | None) -> TypeError:
+    return TypeError(
+        f"the output stream's write() returned {returned!r}, as a non-blocking stream does when "
+        "it cannot take more: non-blocking streams are not supported; pass a blocking binary "
+        "stream whose write() returns how many bytes it took"
+    )
 
 
 def pieces(data: bytes | Readable | Iterable[bytes]) -> Iterator[Buffer]:
@@ -134,7 +171,7 @@ def _reads(read: Callable[[int], object]) -> Iterator[Buffer]:
     while True:
         piece = read(PIECE_SIZE)
         if piece is None:
-            raise TypeError("put data stream returned None: non-blocking streams are not supported")
+            raise _unready_input("read")
         if not isinstance(piece, _BYTES_LIKE):
             raise TypeError(
                 f"put data stream returned {type(piece).__name__}: open files in binary mode"
