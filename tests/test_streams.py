@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from typing_extensions import Buffer
@@ -224,3 +226,62 @@ def test_plaintext_download_refuses_a_non_blocking_sink(managed: sealstore.Manag
     store = sealstore.EncryptedStore(backend, managed, allow_plaintext_reads=True)
     with pytest.raises(TypeError, match="non-blocking"):
         store.download("legacy", NoneSink())
+
+
+# Reading to the end trusts no size before it is authenticated.
+
+SPARSE_SIZE = 64 << 30
+"""What a sparse extension makes the object claim to be: far more than memory."""
+READ_PEAK_LIMIT = 16 << 20
+
+
+def _sparse_object(path: Path, keys: sealstore.CustomerKeys, size: int) -> None:
+    """A real object of ``size`` plaintext bytes, extended (sparsely) to 64 GiB of storage."""
+    path.write_bytes(sealstore.encrypt(os.urandom(size), keys))
+    os.truncate(path, SPARSE_SIZE)
+
+
+def _peak_while_failing(read: Callable[[], bytes]) -> int:
+    """Peak bytes traced while ``read`` runs; it must fail authentication."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(sealstore.DecryptionError):
+            read()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("size", [100, 70_000, 3 << 20])
+@pytest.mark.parametrize("how", ["read()", "read(-1)", "readall()", "read(n)"])
+def test_reading_to_the_end_of_a_lying_size_fails_in_bounded_memory(
+    tmp_path: Path, keys: sealstore.CustomerKeys, size: int, how: str
+) -> None:
+    """A small object sparsely extended to 64 GiB fails authentication within a few MiB."""
+    path = tmp_path / "object"
+    _sparse_object(path, keys, size)
+    with path.open("rb") as file, sealstore.open_decrypted(file, keys) as reader:
+        assert reader.size > SPARSE_SIZE // 2  # the size claimed, not yet authenticated
+        calls: dict[str, Callable[[], bytes]] = {
+            "read()": reader.read,
+            "read(-1)": lambda: reader.read(-1),
+            "readall()": reader.readall,
+            "read(n)": lambda: reader.read(SPARSE_SIZE),
+        }
+        assert _peak_while_failing(calls[how]) < READ_PEAK_LIMIT
+        with pytest.raises(sealstore.DecryptionError):
+            reader.read(1)  # the reader stays failed
+
+
+def test_reading_to_the_end_reads_every_piece(keys: sealstore.CustomerKeys) -> None:
+    """read() and read(n) across several pieces return exactly the plaintext."""
+    plaintext = os.urandom((3 << 20) + 12_345)
+    blob = sealstore.encrypt(plaintext, keys)
+    with sealstore.open_decrypted(io.BytesIO(blob), keys) as reader:
+        assert reader.read(10) == plaintext[:10]
+        assert reader.read(2 << 20) == plaintext[10 : (2 << 20) + 10]
+        assert reader.read() == plaintext[(2 << 20) + 10 :]
+        assert reader.read() == b""
+        assert reader.read(5) == b""
+        reader.seek(len(plaintext) + 10)
+        assert reader.read() == b""
