@@ -285,3 +285,69 @@ def test_reading_to_the_end_reads_every_piece(keys: sealstore.CustomerKeys) -> N
         assert reader.read(5) == b""
         reader.seek(len(plaintext) + 10)
         assert reader.read() == b""
+
+
+# An iterable of many small pieces is read in linear time.
+
+
+class AllocationMeter:
+    """Bytes allocated (traced) between successive ``tick`` calls, summed.
+
+    Each tick adds how far traced memory rose above its level at the previous tick: work
+    that copies everything gathered so far at every step adds up to the square of the size.
+    """
+
+    def __init__(self) -> None:
+        self.allocated = 0
+        self._level = tracemalloc.get_traced_memory()[0]
+
+    def tick(self) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        self.allocated += max(peak - self._level, 0)
+        tracemalloc.reset_peak()
+        self._level = current
+
+
+def test_many_small_pieces_are_gathered_without_recopying(managed: sealstore.ManagedKeys) -> None:
+    """put() of 65,536 one-byte pieces allocates in proportion to the size, not its square."""
+    data = os.urandom(1 << 16)
+    store = sealstore.EncryptedStore(MemoryBackend(), managed)
+    store.put("warm-up", [b"x"])  # the first version, made outside the measurement
+
+    def pieces(meter: AllocationMeter) -> Iterator[bytes]:
+        for index in range(len(data)):
+            meter.tick()
+            yield data[index : index + 1]
+        meter.tick()
+
+    tracemalloc.start()
+    try:
+        idle = AllocationMeter()  # what the measuring itself allocates
+        for _ in pieces(idle):
+            pass
+        meter = AllocationMeter()
+        store.put("small-pieces", pieces(meter))
+    finally:
+        tracemalloc.stop()
+    # Copying everything gathered so far at each piece would allocate 2 GiB here.
+    assert meter.allocated - idle.allocated < 16 * len(data)
+    assert store.get("small-pieces") == data
+
+
+def test_iterable_pieces_of_every_size_read_back_exactly(managed: sealstore.ManagedKeys) -> None:
+    """Pieces of mixed sizes (empty, tiny, larger than a read) are stored byte for byte."""
+    parts: list[bytes] = [b"", b"a", os.urandom(3 << 20), b"", b"bc", b"def", b"g"]
+    store = sealstore.EncryptedStore(MemoryBackend(), managed)
+    store.put("mixed", parts)
+    assert store.get("mixed") == b"".join(parts)
+
+
+@pytest.mark.parametrize("bad", [["text"], [b"ok", 5], "text"])
+def test_iterables_of_anything_but_bytes_are_refused(
+    managed: sealstore.ManagedKeys, bad: object
+) -> None:
+    """put() of str, or of an iterable yielding something other than bytes, raises TypeError."""
+    store = sealstore.EncryptedStore(MemoryBackend(), managed)
+    with pytest.raises(TypeError, match="bytes"):
+        store.put("bad", bad)  # type: ignore[arg-type]
+    assert [info.name for info in store.backend.list("")] == []

@@ -269,36 +269,47 @@ class GuardedStream(io.RawIOBase):
 def as_readable(data: Buffer | Readable | Iterable[bytes]) -> Readable:
     """``data`` (bytes, a binary stream or an iterable of bytes) as one stream to read.
 
+    ``str`` data, and an iterable yielding anything but bytes-like pieces, are refused with
+    :class:`TypeError` (an ``int`` piece would otherwise become that many zero bytes).
+
     >>> stream = as_readable([b"ab", b"cd"])
     >>> stream.read(3), stream.read()
     (b'abc', b'd')
     """
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return io.BytesIO(data)
-    if hasattr(data, "read"):
-        return data  # type: ignore[return-value]
-    return _IterableReader(iter(data))  # type: ignore[arg-type]
+    given: object = data  # checked at run time: callers are not always type-checked
+    if isinstance(given, str):
+        raise TypeError("put data must be bytes, a binary file or an iterable of bytes, not str")
+    if isinstance(given, _BYTES_LIKE):
+        return io.BytesIO(given)
+    if hasattr(given, "read"):
+        return given
+    return _IterableReader(_items(given))  # type: ignore[arg-type]
 
 
 class _IterableReader:
-    """A Readable over an iterable of bytes."""
+    """A Readable over pieces of bytes, gathered into one buffer that reads consume from the
+    front, so each byte is copied a bounded number of times however small the pieces."""
 
-    def __init__(self, parts: Iterator[bytes]) -> None:
+    def __init__(self, parts: Iterator[Buffer]) -> None:
         self._parts = parts
-        self._pending = b""
+        self._buffer = bytearray()
 
     def read(self, size: int = -1, /) -> bytes:
         """Up to ``size`` bytes (everything left if ``size`` is negative)."""
-        if size is None or size < 0:
-            rest = self._pending + b"".join(self._parts)
-            self._pending = b""
-            return rest
-        while len(self._pending) < size:
+        buffer = self._buffer
+        everything = size is None or size < 0
+        while everything or len(buffer) < size:
             part = next(self._parts, None)
             if part is None:
                 break
-            self._pending += bytes(part)
-        out, self._pending = self._pending[:size], self._pending[size:]
+            buffer += part
+        if everything or len(buffer) <= size:
+            out = bytes(buffer)
+            buffer.clear()
+            return out
+        with memoryview(buffer) as view:
+            out = bytes(view[:size])
+        del buffer[:size]  # CPython moves the start of a bytearray rather than its contents
         return out
 
 
