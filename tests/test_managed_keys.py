@@ -1227,5 +1227,7 @@ def test_a_keyring_removed_before_the_lock_is_not_recreated(
 def test_an_unreadable_keyring_path_is_a_keystore_error(tmp_path: Path, root: RootKey) -> None:
     """A path that cannot even be looked up raises KeystoreError, not a raw OSError."""
     path = tmp_path / ("x" * 300) / "keyring"  # a name too long for the filesystem
-    with pytest.raises(sealstore.KeystoreError, match="cannot read"):
-        FileKeyringStore(path, root, create=True).load()
+    store = FileKeyringStore(path, root, create=True)
+    for call in (store.load, lambda: store.update(lambda _: b"document")):
+        with pytest.raises(sealstore.KeystoreError, match="cannot read"):
+            call()
