@@ -265,7 +265,7 @@ class CountingBackend:
 
 def managed_keys(keyring: Path, root_key: bytes) -> sealstore.ManagedKeys:
     return sealstore.ManagedKeys(
-        sealstore.FileKeyringStore(keyring, sealstore.RootKey.from_bytes(root_key))
+        sealstore.FileKeyringStore(keyring, sealstore.RootKey.from_bytes(root_key), create=True)
     )
 
 

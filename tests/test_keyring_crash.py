@@ -84,7 +84,7 @@ def test_keyring_survives_sigkill(tmp_path: Path) -> None:
             else:
                 reported_objects.append((words[1], base64.b64decode(words[2])))
 
-        keys = ManagedKeys(FileKeyringStore(path, RootKey.from_base64(root)))
+        keys = ManagedKeys(FileKeyringStore(path, RootKey.from_base64(root), create=True))
         versions = {version.id: version for version in keys.versions()}
         assert reported_versions <= versions.keys()
         assert [v.state for v in versions.values()].count(VersionState.CURRENT) == 1
@@ -122,7 +122,9 @@ def test_concurrent_rotations_lose_no_version(tmp_path: Path) -> None:
                 child.stdout.close()
             if child.stdin is not None:
                 child.stdin.close()
-    versions = ManagedKeys(FileKeyringStore(path, RootKey.from_base64(root))).versions()
+    versions = ManagedKeys(
+        FileKeyringStore(path, RootKey.from_base64(root), create=True)
+    ).versions()
     assert len(made) == len(set(made)) == 2 * ROTATIONS
     assert {version.id for version in versions} == set(made)
     current = [version.id for version in versions if version.state is VersionState.CURRENT]
@@ -135,7 +137,9 @@ def test_concurrent_rotations_lose_no_version(tmp_path: Path) -> None:
 
 def _rotate_and_wrap(path: str, records: str) -> None:
     """Rotate, then wrap a few objects, in a loop; report each result once it is returned."""
-    keys = ManagedKeys(FileKeyringStore(path, RootKey.from_env()), rotation=CHILD_POLICY)
+    keys = ManagedKeys(
+        FileKeyringStore(path, RootKey.from_env(), create=True), rotation=CHILD_POLICY
+    )
     with open(records, "w", encoding="ascii") as out:
         print("ready", flush=True)
         for n in range(CHILD_ITERATIONS):
@@ -150,7 +154,7 @@ def _rotate_and_wrap(path: str, records: str) -> None:
 
 def _rotate(path: str, count: str) -> None:
     """Wait for "go" on stdin, then rotate ``count`` times, printing each new version."""
-    keys = ManagedKeys(FileKeyringStore(path, RootKey.from_env()))
+    keys = ManagedKeys(FileKeyringStore(path, RootKey.from_env(), create=True))
     print("ready", flush=True)
     sys.stdin.readline()
     for _ in range(int(count)):

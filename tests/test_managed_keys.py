@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from sealstore.keys.managed import (
     VersionState,
     keyring,
 )
-from sealstore.sealed import RootKey
+from sealstore.sealed import RootKey, SealedFile
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -153,7 +154,9 @@ def test_version_ids_follow_the_documented_shape(keys: ManagedKeys) -> None:
 
 def test_objects_survive_a_new_instance_on_the_same_file(tmp_path: Path, root: RootKey) -> None:
     """A keyring file written by one ManagedKeys is read by another opened on the same path."""
-    blob = sealstore.encrypt(b"persisted", ManagedKeys(FileKeyringStore(tmp_path / "ring", root)))
+    blob = sealstore.encrypt(
+        b"persisted", ManagedKeys(FileKeyringStore(tmp_path / "ring", root, create=True))
+    )
     again = ManagedKeys(FileKeyringStore(tmp_path / "ring", root))
     assert sealstore.decrypt(blob, again) == b"persisted"
     assert repr(FileKeyringStore(tmp_path / "ring", root)) == repr(str(tmp_path / "ring")).join(
@@ -401,7 +404,7 @@ def test_root_key_from_the_environment(tmp_path: Path) -> None:
     environ = {"SEALSTORE_ROOT_KEY": RootKey.generate()}
     path = tmp_path / "ring"
     blob = sealstore.encrypt(
-        b"env", ManagedKeys(FileKeyringStore(path, RootKey.from_env(environ=environ)))
+        b"env", ManagedKeys(FileKeyringStore(path, RootKey.from_env(environ=environ), create=True))
     )
     again = ManagedKeys(FileKeyringStore(path, RootKey.from_env(environ=environ)))
     assert sealstore.decrypt(blob, again) == b"env"
@@ -417,7 +420,7 @@ def test_root_key_from_a_file(tmp_path: Path, encoding: str) -> None:
     key_file.write_bytes(secret if encoding == "raw" else base64.b64encode(secret))
     path = tmp_path / "ring"
     blob = sealstore.encrypt(
-        b"file", ManagedKeys(FileKeyringStore(path, RootKey.from_file(key_file)))
+        b"file", ManagedKeys(FileKeyringStore(path, RootKey.from_file(key_file), create=True))
     )
     again = ManagedKeys(FileKeyringStore(path, RootKey.from_bytes(secret)))
     assert sealstore.decrypt(blob, again) == b"file"
@@ -427,7 +430,7 @@ def test_root_key_from_a_passphrase(tmp_path: Path) -> None:
     """A passphrase opens its keyring; another passphrase, or a raw key, is a RootKeyError."""
     path = tmp_path / "ring"
     phrase = RootKey.from_passphrase("correct horse battery staple", work_factor=12)
-    blob = sealstore.encrypt(b"phrase", ManagedKeys(FileKeyringStore(path, phrase)))
+    blob = sealstore.encrypt(b"phrase", ManagedKeys(FileKeyringStore(path, phrase, create=True)))
     same = RootKey.from_passphrase("correct horse battery staple", work_factor=12)
     assert sealstore.decrypt(blob, ManagedKeys(FileKeyringStore(path, same))) == b"phrase"
     wrong = RootKey.from_passphrase("incorrect horse battery staple", work_factor=12)
@@ -440,7 +443,7 @@ def test_root_key_from_a_passphrase(tmp_path: Path) -> None:
 def test_wrong_root_key_is_a_clear_error(tmp_path: Path, root: RootKey) -> None:
     """Another root key raises RootKeyError when reading, writing or rotating, not garbage."""
     path = tmp_path / "ring"
-    blob = sealstore.encrypt(b"x", ManagedKeys(FileKeyringStore(path, root)))
+    blob = sealstore.encrypt(b"x", ManagedKeys(FileKeyringStore(path, root, create=True)))
     before = path.read_bytes()
     wrong = ManagedKeys(FileKeyringStore(path, RootKey.from_base64(RootKey.generate())))
     with pytest.raises(sealstore.RootKeyError, match="root key"):
@@ -454,10 +457,10 @@ def test_wrong_root_key_is_a_clear_error(tmp_path: Path, root: RootKey) -> None:
 
 def test_root_key_can_be_changed_by_copying_the_document(tmp_path: Path, root: RootKey) -> None:
     """The documented recipe re-seals a keyring under a new root key; objects still decrypt."""
-    old = FileKeyringStore(tmp_path / "keyring", root)
+    old = FileKeyringStore(tmp_path / "keyring", root, create=True)
     blob = sealstore.encrypt(b"kept", ManagedKeys(old))
     new_root = RootKey.from_base64(RootKey.generate())
-    new = FileKeyringStore(tmp_path / "keyring.new", new_root)
+    new = FileKeyringStore(tmp_path / "keyring.new", new_root, create=True)
     new.update(lambda _: old.load())
     (tmp_path / "keyring.new").replace(tmp_path / "keyring")
     assert sealstore.decrypt(blob, ManagedKeys(FileKeyringStore(old.path, new_root))) == b"kept"
@@ -467,7 +470,7 @@ def test_root_key_can_be_changed_by_copying_the_document(tmp_path: Path, root: R
 
 def test_keyring_file_is_sealed(tmp_path: Path, root: RootKey) -> None:
     """The file on disk holds neither the JSON document nor any master key."""
-    store = FileKeyringStore(tmp_path / "ring", root)
+    store = FileKeyringStore(tmp_path / "ring", root, create=True)
     ManagedKeys(store).rotate()
     raw = store.load()
     assert raw is not None
@@ -490,8 +493,17 @@ def test_document_schema() -> None:
     second = keys.rotate()
     keys.retire(first.id)
     doc = document(store)
-    assert set(doc) == {"kind", "schema", "keyring", "next_sequence", "current", "versions"}
+    assert set(doc) == {
+        "kind",
+        "schema",
+        "keyring",
+        "revision",
+        "next_sequence",
+        "current",
+        "versions",
+    }
     assert (doc["kind"], doc["schema"], doc["next_sequence"]) == ("sealstore-keyring", 1, 3)
+    assert doc["revision"] == 3  # one per write: two rotations and a retirement
     assert doc["current"] == second.id
     assert doc["keyring"].startswith("kr-")
     assert [v["state"] for v in doc["versions"]] == ["retired", "active"]
@@ -553,6 +565,9 @@ def _bad_state(doc: dict[str, Any]) -> None:
         lambda doc: doc.update(versions=[]),
         lambda doc: doc.update(keyring="kr-XYZ"),
         lambda doc: doc.pop("next_sequence"),
+        lambda doc: doc.update(revision=-1),
+        lambda doc: doc.update(revision="3"),
+        lambda doc: doc.update(revision=True),
         _retire_current,
         _short_key,
         _naive_time,
@@ -913,3 +928,306 @@ def test_forged_versions_do_not_make_every_read_reload_the_keyring(clock: FakeCl
     with pytest.raises(sealstore.KeyNotFoundError):
         sealstore.decrypt(with_key_ref(blob, b"v999999-forged00"), keys)
     assert store.loads - before == 2
+
+
+# A keyring change is recorded before it is saved, and not saved if recording fails.
+
+
+class FailingSink:
+    """An audit sink that cannot record some operations, and notes what the keyring held
+    each time it was asked to record."""
+
+    def __init__(self, store: KeyringStore, failing: set[Operation]) -> None:
+        self.store = store
+        self.failing = failing
+        self.events: list[AuditEvent] = []
+        self.documents_seen: list[bytes | None] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.documents_seen.append(self.store.load())
+        if event.operation in self.failing:
+            raise sealstore.AuditLogError("the audit log is full")
+        self.events.append(event)
+
+
+def _administration(keys: ManagedKeys, clock: FakeClock) -> dict[Operation, Callable[[], object]]:
+    """A keyring whose versions allow each administrative call, and those calls."""
+    old = keys.rotate().id
+    retired = keys.rotate().id
+    keys.rotate()
+    keys.retire(retired)
+    destroyable = keys.rotate().id
+    keys.rotate()
+    keys.retire(destroyable)
+
+    def rotate_by_age() -> object:
+        clock.advance(timedelta(days=365))
+        return sealstore.encrypt(b"x", keys)
+
+    return {
+        Operation.ROTATE: keys.rotate,
+        Operation.RETIRE: lambda: keys.retire(old),
+        Operation.REACTIVATE: lambda: keys.reactivate(retired),
+        Operation.DELETE_KEY: lambda: keys.destroy(destroyable),
+        Operation.GENERATE: rotate_by_age,  # an automatic rotation, recorded as ROTATE
+    }
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [Operation.ROTATE, Operation.RETIRE, Operation.REACTIVATE, Operation.DELETE_KEY],
+)
+def test_a_change_the_audit_sink_refuses_is_not_saved(
+    clock: FakeClock, operation: Operation
+) -> None:
+    """rotate, retire, reactivate and destroy leave the keyring as it was when recording fails."""
+    store = MemoryKeyringStore()
+    sink = FailingSink(store, set())
+    keys = ManagedKeys(store, clock=clock, audit=sink)
+    call = _administration(keys, clock)[operation]
+    before = store.load()
+    sink.failing.add(operation)
+    with pytest.raises(sealstore.AuditLogError, match="full"):
+        call()
+    assert store.load() == before
+    assert keys.revision() == json.loads(before or b"")["revision"]
+
+
+def test_an_automatic_rotation_the_audit_sink_refuses_is_not_saved(clock: FakeClock) -> None:
+    """A wrap that would rotate by age fails, and rotates nothing, when recording fails."""
+    store = MemoryKeyringStore()
+    sink = FailingSink(store, set())
+    keys = ManagedKeys(store, clock=clock, audit=sink)
+    rotate_by_age = _administration(keys, clock)[Operation.GENERATE]
+    before = store.load()
+    sink.failing.add(Operation.ROTATE)
+    with pytest.raises(sealstore.AuditLogError):
+        rotate_by_age()
+    assert store.load() == before
+    sink.failing.clear()
+    rotate_by_age()
+    assert sink.events[-2].operation is Operation.ROTATE
+    assert sink.events[-2].reason == "automatic: the current version reached max_age"
+
+
+def test_the_first_version_is_not_made_when_recording_fails() -> None:
+    """With a failing sink, the first wrap creates no keyring at all."""
+    store = MemoryKeyringStore()
+    keys = ManagedKeys(store, audit=FailingSink(store, {Operation.ROTATE}))
+    with pytest.raises(sealstore.AuditLogError):
+        sealstore.encrypt(b"x", keys)
+    assert store.load() is None
+
+
+def test_changes_are_recorded_before_they_are_saved(clock: FakeClock) -> None:
+    """When a change's event is recorded, the stored keyring does not hold the change yet."""
+    store = MemoryKeyringStore()
+    sink = FailingSink(store, set())
+    keys = ManagedKeys(store, clock=clock, audit=sink)
+    first = keys.rotate()
+    second = keys.rotate()
+    keys.retire(first.id)
+    assert [event.operation for event in sink.events] == [
+        Operation.ROTATE,
+        Operation.ROTATE,
+        Operation.RETIRE,
+    ]
+    assert sink.documents_seen[0] is None  # the first rotation: recorded before any keyring
+    seen = [json.loads(raw or b"") for raw in sink.documents_seen[1:]]
+    assert seen[0]["current"] == first.id  # the second, while the first was still current
+    assert seen[1]["current"] == second.id
+    assert seen[1]["versions"][0]["state"] == "active"  # retirement recorded, not yet saved
+
+
+class BrokenDiskStore:
+    """A store whose writes fail after the change was computed (a full disk, say)."""
+
+    def __init__(self, inner: KeyringStore) -> None:
+        self.inner = inner
+        self.broken = False
+
+    def load(self) -> bytes | None:
+        return self.inner.load()
+
+    def update(self, change: Callable[[bytes | None], bytes | None]) -> bytes | None:
+        if not self.broken:
+            return self.inner.update(change)
+        change(self.inner.load())
+        raise sealstore.KeystoreError("cannot write the keyring: No space left on device")
+
+
+def test_a_change_recorded_but_not_saved_is_recorded_as_failed(sink: ListSink) -> None:
+    """If the keyring cannot be written after the event was recorded, a failure follows it."""
+    store = BrokenDiskStore(MemoryKeyringStore())
+    keys = ManagedKeys(store, audit=sink)
+    keys.rotate()
+    store.broken = True
+    with pytest.raises(sealstore.KeystoreError, match="No space"):
+        keys.rotate()
+    recorded, failed = sink.events[-2:]
+    assert (recorded.operation, recorded.outcome) == (Operation.ROTATE, Outcome.SUCCESS)
+    assert (failed.operation, failed.outcome) == (Operation.ROTATE, Outcome.FAILURE)
+    assert failed.key_version == recorded.key_version
+    assert "saving the keyring failed" in failed.reason
+    assert len(keys.versions()) == 1
+
+
+def test_reserving_wraps_is_not_an_event(sink: ListSink) -> None:
+    """Writes that only reserve wraps record nothing of their own: the wraps are recorded."""
+    keys = ManagedKeys(MemoryKeyringStore(), audit=sink, rotation=RotationPolicy(reserve_block=1))
+    for _ in range(3):
+        sealstore.encrypt(b"x", keys)
+    assert [event.operation for event in sink.events] == [Operation.ROTATE] + [
+        Operation.GENERATE
+    ] * 3
+    assert keys.revision() == 3
+
+
+# An older copy of the keyring put back in place is refused.
+
+
+def test_a_keyring_rolled_back_under_a_running_instance_is_refused(
+    tmp_path: Path, root: RootKey
+) -> None:
+    """A backup copied over the keyring, bringing back a destroyed version, is a KeystoreError."""
+    path = tmp_path / "keyring"
+    keys = ManagedKeys(FileKeyringStore(path, root, create=True))
+    old = keys.rotate().id
+    blob = sealstore.encrypt(b"under the old version", keys)
+    backup = path.read_bytes()
+    keys.rotate()
+    keys.retire(old)
+    keys.destroy(old)
+    path.write_bytes(backup)
+    for call in (keys.versions, keys.rotate, lambda: sealstore.decrypt(blob, keys)):
+        with pytest.raises(sealstore.KeystoreError, match="older copy") as caught:
+            call()
+        assert str(path) in str(caught.value)
+        assert "revision 2" in str(caught.value)
+        assert "revision 5" in str(caught.value)
+    assert path.read_bytes() == backup  # nothing was written on top of the old copy
+
+
+def test_the_revision_anchor_refuses_a_rollback_in_a_new_instance(
+    tmp_path: Path, root: RootKey
+) -> None:
+    """min_revision, kept from revision(), makes a fresh instance refuse an older keyring."""
+    path = tmp_path / "keyring"
+    keys = ManagedKeys(FileKeyringStore(path, root, create=True))
+    keys.rotate()
+    backup, backup_revision = path.read_bytes(), keys.revision()
+    keys.rotate()
+    anchor = keys.revision()
+    assert anchor == backup_revision + 1
+    path.write_bytes(backup)
+    fresh = ManagedKeys(FileKeyringStore(path, root), min_revision=anchor)
+    with pytest.raises(sealstore.KeystoreError, match="min_revision at most 1"):
+        fresh.versions()
+    # Without the anchor a new process cannot know; with a lower one, the restore is accepted.
+    assert len(ManagedKeys(FileKeyringStore(path, root)).versions()) == 1
+    restored = ManagedKeys(FileKeyringStore(path, root), min_revision=backup_revision)
+    assert len(restored.versions()) == 1
+
+
+def test_a_removed_keyring_is_refused_once_one_was_read(tmp_path: Path, root: RootKey) -> None:
+    """A keyring file removed under an instance is not replaced by a new, empty keyring."""
+    path = tmp_path / "keyring"
+    keys = ManagedKeys(FileKeyringStore(path, root, create=True))
+    sealstore.encrypt(b"x", keys)
+    path.unlink()
+    with pytest.raises(sealstore.KeystoreError, match="holds no keyring"):
+        keys.rotate()
+    assert not path.exists()
+
+
+def test_every_write_raises_the_revision(keys: ManagedKeys) -> None:
+    """rotate, reserve, retire and reactivate each add one; a change of nothing adds none."""
+    assert keys.revision() == 0
+    first = keys.rotate()
+    assert keys.revision() == 1
+    sealstore.encrypt(b"x", keys)  # reserves a block of wraps
+    keys.rotate()
+    keys.retire(first.id)
+    assert keys.revision() == 4
+    keys.retire(first.id)  # already retired: nothing to write
+    assert keys.revision() == 4
+    keys.reactivate(first.id)
+    assert keys.revision() == 5
+
+
+def test_a_keyring_without_a_revision_is_revision_0() -> None:
+    """A document written before revisions existed reads as revision 0; the next write makes 1."""
+    store = MemoryKeyringStore()
+    keys = ManagedKeys(store)
+    keys.rotate()
+    store.update(_edit(lambda doc: doc.pop("revision")))
+    older = ManagedKeys(store)
+    assert older.revision() == 0
+    assert len(older.versions()) == 1
+    older.rotate()
+    assert document(store)["revision"] == 1
+
+
+@pytest.mark.parametrize("floor", [-1, True, "3", 1.0])
+def test_min_revision_is_validated(floor: object) -> None:
+    """min_revision must be a non-negative int."""
+    with pytest.raises(ValueError, match="min_revision"):
+        ManagedKeys(MemoryKeyringStore(), min_revision=floor)  # type: ignore[arg-type]
+
+
+# A keyring file is created only when asked to.
+
+
+def test_a_missing_keyring_file_is_an_error_unless_created(tmp_path: Path, root: RootKey) -> None:
+    """Without create=True a missing file raises KeystoreError naming it, and nothing is made."""
+    path = tmp_path / "keyrnig"  # mistyped
+    keys = ManagedKeys(FileKeyringStore(path, root))
+    for call in (keys.versions, keys.rotate, lambda: sealstore.encrypt(b"x", keys)):
+        with pytest.raises(sealstore.KeystoreError, match="create=True") as caught:
+            call()
+        assert str(path) in str(caught.value)
+    with pytest.raises(sealstore.KeystoreError, match="create=True"):
+        FileKeyringStore(path, root).update(lambda _: b"document")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_makes_the_file_but_not_its_directory(tmp_path: Path, root: RootKey) -> None:
+    """create=True makes the keyring in an existing directory, never missing directories."""
+    nested = tmp_path / "no" / "such" / "keyring"
+    with pytest.raises(sealstore.KeystoreError, match="does not exist") as caught:
+        ManagedKeys(FileKeyringStore(nested, root, create=True)).rotate()
+    assert str(nested.parent) in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+    path = tmp_path / "keyring"
+    made = ManagedKeys(FileKeyringStore(path, root, create=True)).rotate()
+    assert [v.id for v in ManagedKeys(FileKeyringStore(path, root)).versions()] == [made.id]
+
+
+def test_a_keyring_removed_before_the_lock_is_not_recreated(
+    tmp_path: Path, root: RootKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is checked again under the lock: removed meanwhile, it is not made anew."""
+    path = tmp_path / "keyring"
+    FileKeyringStore(path, root, create=True).update(lambda _: b"document")
+    store = FileKeyringStore(path, root)
+    locked = SealedFile.locked
+
+    @contextlib.contextmanager
+    def removed_then_locked(self: SealedFile) -> Iterator[None]:
+        path.unlink()
+        with locked(self):
+            yield
+
+    monkeypatch.setattr(SealedFile, "locked", removed_then_locked)
+    with pytest.raises(sealstore.KeystoreError, match="create=True"):
+        store.update(lambda _: b"new document")
+    assert not path.exists()
+
+
+def test_an_unreadable_keyring_path_is_a_keystore_error(tmp_path: Path, root: RootKey) -> None:
+    """A path that cannot even be looked up raises KeystoreError, not a raw OSError."""
+    path = tmp_path / ("x" * 300) / "keyring"  # a name too long for the filesystem
+    store = FileKeyringStore(path, root, create=True)
+    for call in (store.load, lambda: store.update(lambda _: b"document")):
+        with pytest.raises(sealstore.KeystoreError, match="cannot read"):
+            call()

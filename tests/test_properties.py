@@ -82,7 +82,7 @@ stream_shapes = st.builds(
     StreamShape,
     readinto=st.booleans(),
     read_limit=st.sampled_from((17, 1000, SEALED_CHUNK + 1, 1 << 21)),
-    sink=st.sampled_from(("bytesio", "partial", "none")),
+    sink=st.sampled_from(("bytesio", "partial")),
     write_limit=st.sampled_from((1000, CHUNK + 7, 1 << 21)),
     seed=st.integers(0, 2**32),
 )
@@ -151,27 +151,17 @@ class PartialSink(CollectingSink):
         return count
 
 
-class SilentSink(CollectingSink):
-    """A sink that takes everything and returns ``None``, as some file objects do."""
-
-    def write(self, data: Buffer, /) -> None:
-        with memoryview(data) as raw:
-            self._parts.append(raw.tobytes())
-
-
 def make_source(data: bytes, shape: StreamShape) -> ShortReads:
     """A source over ``data`` reading the way ``shape`` says."""
     kind = ShortReadsInto if shape.readinto else ShortReads
     return kind(data, shape.read_limit, random.Random(shape.seed))
 
 
-def make_sink(shape: StreamShape) -> io.BytesIO | PartialSink | SilentSink:
+def make_sink(shape: StreamShape) -> io.BytesIO | PartialSink:
     """A sink writing the way ``shape`` says; every kind has ``getvalue``."""
     rng = random.Random(shape.seed + 1)
     if shape.sink == "partial":
         return PartialSink(shape.write_limit, rng)
-    if shape.sink == "none":
-        return SilentSink(shape.write_limit, rng)
     return io.BytesIO()
 
 

@@ -340,7 +340,7 @@ def test_a_library_keyring_opens_by_the_page_rules(tmp_path: Path) -> None:
     """A keyring file written by FileKeyringStore opens, parses and decrypts its objects."""
     raw = os.urandom(32)
     keys = sealstore.ManagedKeys(
-        sealstore.FileKeyringStore(tmp_path / "keyring", RootKey.from_bytes(raw))
+        sealstore.FileKeyringStore(tmp_path / "keyring", RootKey.from_bytes(raw), create=True)
     )
     context = {"tenant": "acme"}
     first = sealstore.encrypt(_plaintext("first", 20_000), keys, context=context)
@@ -373,7 +373,9 @@ def test_a_library_keyring_opens_by_the_page_rules(tmp_path: Path) -> None:
 def test_a_keyring_sealed_under_a_passphrase_opens_by_the_page_rules(tmp_path: Path) -> None:
     """A passphrase root key stores its scrypt parameters, and they derive the sealing key."""
     root = RootKey.from_passphrase("correct horse battery staple é", work_factor=10)
-    keys = sealstore.ManagedKeys(sealstore.FileKeyringStore(tmp_path / "keyring", root))
+    keys = sealstore.ManagedKeys(
+        sealstore.FileKeyringStore(tmp_path / "keyring", root, create=True)
+    )
     blob = sealstore.encrypt(b"under a passphrase", keys)
 
     data = (tmp_path / "keyring").read_bytes()

@@ -29,7 +29,9 @@ def _content(version: int) -> bytes:
 
 def _store(directory: Path) -> sealstore.EncryptedStore:
     root = sealstore.RootKey.from_env()
-    keys = sealstore.ManagedKeys(sealstore.FileKeyringStore(directory / "keyring", root))
+    keys = sealstore.ManagedKeys(
+        sealstore.FileKeyringStore(directory / "keyring", root, create=True)
+    )
     return sealstore.EncryptedStore(FileSystemBackend(directory / "objects"), keys)
 
 

@@ -36,7 +36,9 @@ def _tour(root: Path, out: TextIO) -> None:
     root_key = sealstore.RootKey.from_bytes(os.urandom(32))
     audit = sealstore.JsonlAuditLog(root / "audit.jsonl")
     managed = sealstore.ManagedKeys(
-        sealstore.FileKeyringStore(root / "keyring", root_key), audit=audit, principal="demo"
+        sealstore.FileKeyringStore(root / "keyring", root_key, create=True),
+        audit=audit,
+        principal="demo",
     )
     kms = sealstore.LocalKms(root / "kms", root_key=root_key, create=True)
     orders_key = kms.create_key(principal="demo", description="orders").key_id

@@ -37,7 +37,10 @@ _T = TypeVar("_T")
 
 
 class Readable(Protocol):
-    """A binary stream to read from: ``read(n)`` returns at most ``n`` bytes, ``b""`` at end."""
+    """A binary stream to read from: ``read(n)`` returns at most ``n`` bytes, ``b""`` at end.
+
+    The stream must block: ``None`` (no data ready yet) is refused, never taken as the end.
+    """
 
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -56,7 +59,11 @@ class SeekableReadable(Readable, Protocol):
 
 
 class Writable(Protocol):
-    """A binary stream to write to. It must not keep the buffers it is handed."""
+    """A binary stream to write to. It must not keep the buffers it is handed.
+
+    ``write`` returns how many bytes it took: a short write is called again with the rest,
+    and ``None`` (a non-blocking stream that would block) is refused, never taken as "all".
+    """
 
     def write(self, data: Buffer, /) -> int | None: ...
 
@@ -72,6 +79,8 @@ def read_up_to(read: Callable[[int], bytes], size: int) -> bytes:
     parts = []
     while size > 0:
         part = read(size)
+        if part is None:
+            raise _unready_input("read")
         if not part:
             break
         parts.append(part)
@@ -80,11 +89,20 @@ def read_up_to(read: Callable[[int], bytes], size: int) -> bytes:
 
 
 def write_all(dst: Writable, data: memoryview) -> None:
-    """Write every byte of ``data``, however many calls ``dst`` needs to take them."""
+    """Write every byte of ``data``, however many calls ``dst`` needs to take them.
+
+    A raw stream (:class:`io.RawIOBase`) returning ``None`` would block: non-blocking streams
+    are refused with :class:`TypeError`, as is a write that takes 0 bytes, since the bytes
+    would otherwise be lost. Any other object returning ``None`` from ``write`` is taken to
+    have written everything, as :func:`shutil.copyfileobj` takes it (many file-like objects,
+    web responses among them, return nothing).
+    """
     while data:
         count = dst.write(data)
-        if count is None or count >= len(data):
+        if count is None and not isinstance(dst, io.RawIOBase):
             return
+        if not count:
+            raise _unready_output(count)
         data = data[count:]
 
 
@@ -92,13 +110,37 @@ def stream_pieces(src: Readable) -> Iterator[memoryview | bytes]:
     """Successive non-empty pieces of ``src`` until end of file, reusing one buffer."""
     readinto = getattr(src, "readinto", None)
     if readinto is None:
-        while piece := src.read(PIECE_SIZE):
+        while True:
+            piece = src.read(PIECE_SIZE)
+            if piece is None:
+                raise _unready_input("read")
+            if not piece:
+                return
             yield piece
-        return
     buffer = bytearray(PIECE_SIZE)
     with memoryview(buffer) as view:
-        while count := readinto(view):
+        while True:
+            count = readinto(view)
+            if count is None:
+                raise _unready_input("readinto")
+            if not count:
+                return
             yield view[:count]
+
+
+def _unready_input(method: str) -> TypeError:
+    return TypeError(
+        f"the input stream's {method}() returned None, as a non-blocking stream does when no "
+        "data is ready: non-blocking streams are not supported; pass a blocking binary stream"
+    )
+
+
+def _unready_output(returned: int | None) -> TypeError:
+    return TypeError(
+        f"the output stream's write() returned {returned!r}, as a non-blocking stream does when "
+        "it cannot take more: non-blocking streams are not supported; pass a blocking binary "
+        "stream whose write() returns how many bytes it took"
+    )
 
 
 def pieces(data: bytes | Readable | Iterable[bytes]) -> Iterator[Buffer]:
@@ -134,7 +176,7 @@ def _reads(read: Callable[[int], object]) -> Iterator[Buffer]:
     while True:
         piece = read(PIECE_SIZE)
         if piece is None:
-            raise TypeError("put data stream returned None: non-blocking streams are not supported")
+            raise _unready_input("read")
         if not isinstance(piece, _BYTES_LIKE):
             raise TypeError(
                 f"put data stream returned {type(piece).__name__}: open files in binary mode"
@@ -232,36 +274,47 @@ class GuardedStream(io.RawIOBase):
 def as_readable(data: Buffer | Readable | Iterable[bytes]) -> Readable:
     """``data`` (bytes, a binary stream or an iterable of bytes) as one stream to read.
 
+    ``str`` data, and an iterable yielding anything but bytes-like pieces, are refused with
+    :class:`TypeError` (an ``int`` piece would otherwise become that many zero bytes).
+
     >>> stream = as_readable([b"ab", b"cd"])
     >>> stream.read(3), stream.read()
     (b'abc', b'd')
     """
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return io.BytesIO(data)
-    if hasattr(data, "read"):
-        return data  # type: ignore[return-value]
-    return _IterableReader(iter(data))  # type: ignore[arg-type]
+    given: object = data  # checked at run time: callers are not always type-checked
+    if isinstance(given, str):
+        raise TypeError("put data must be bytes, a binary file or an iterable of bytes, not str")
+    if isinstance(given, _BYTES_LIKE):
+        return io.BytesIO(given)
+    if hasattr(given, "read"):
+        return given
+    return _IterableReader(_items(given))  # type: ignore[arg-type]
 
 
 class _IterableReader:
-    """A Readable over an iterable of bytes."""
+    """A Readable over pieces of bytes, gathered into one buffer that reads consume from the
+    front, so each byte is copied a bounded number of times however small the pieces."""
 
-    def __init__(self, parts: Iterator[bytes]) -> None:
+    def __init__(self, parts: Iterator[Buffer]) -> None:
         self._parts = parts
-        self._pending = b""
+        self._buffer = bytearray()
 
     def read(self, size: int = -1, /) -> bytes:
         """Up to ``size`` bytes (everything left if ``size`` is negative)."""
-        if size is None or size < 0:
-            rest = self._pending + b"".join(self._parts)
-            self._pending = b""
-            return rest
-        while len(self._pending) < size:
+        buffer = self._buffer
+        everything = size is None or size < 0
+        while everything or len(buffer) < size:
             part = next(self._parts, None)
             if part is None:
                 break
-            self._pending += bytes(part)
-        out, self._pending = self._pending[:size], self._pending[size:]
+            buffer += part
+        if everything or len(buffer) <= size:
+            out = bytes(buffer)
+            buffer.clear()
+            return out
+        with memoryview(buffer) as view:
+            out = bytes(view[:size])
+        del buffer[:size]  # CPython moves the start of a bytearray rather than its contents
         return out
 
 

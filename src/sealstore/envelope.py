@@ -314,7 +314,7 @@ class EncryptingReader:
     ) -> None:
         self.header, immutable, data_key, self._key_ref = seal_header(keys, context, None)
         self._keys = keys
-        self._source = src
+        self._pieces = stream_pieces(src)
         self._encryptor = _aead.StreamEncryptor(data_key, immutable)
         self._pending = bytearray(self.header if include_header else b"")
         self._consumed = 0
@@ -324,8 +324,8 @@ class EncryptingReader:
         """Up to ``size`` bytes of the object (everything left if ``size`` is negative)."""
         want = PIECE_SIZE if size is None or size < 0 else size
         while not self._finished and (len(self._pending) < want or size is None or size < 0):
-            piece = self._source.read(PIECE_SIZE)
-            if piece:
+            piece = next(self._pieces, None)
+            if piece is not None:
                 self._consumed += len(piece)
                 self._pending += self._encryptor.update(piece)
             else:

@@ -20,7 +20,8 @@ __all__ = ["DecryptedReader"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-_READALL_PIECE = 1 << 20
+_READ_PIECE = 1 << 20
+"""The most one pass of a long read fetches and decrypts (64 chunks)."""
 _DAMAGED = "the object failed authentication: it was modified, truncated, or the key is wrong"
 
 
@@ -29,8 +30,10 @@ class DecryptedReader(io.RawIOBase):
 
     The commitment is checked when the reader is made, before any chunk is decrypted.
     Seeking relative to the end, or reading up to it, first authenticates the final chunk,
-    so the plaintext size is never trusted unchecked. After any authentication failure the
-    reader refuses every further read.
+    so the plaintext size is never trusted unchecked: a long read (``read()`` to the end, or a
+    large ``read(n)``) goes a megabyte at a time, authenticating as it goes, and never sizes a
+    buffer from the stored size. After any authentication failure the reader refuses every
+    further read.
 
     ``chunks_decrypted`` counts the chunks decrypted so far; the most recently decrypted
     chunk is kept, so small sequential reads decrypt each chunk once.
@@ -115,15 +118,31 @@ class DecryptedReader(io.RawIOBase):
         """Up to ``size`` bytes from the current position (all that remain if negative)."""
         if size is None or size < 0:
             return self.readall()
-        buffer = bytearray(size)
-        count = self.readinto(buffer)
-        del buffer[count:]
-        return bytes(buffer)
+        return self._read_pieces(size)
 
     def readall(self) -> bytes:
+        """Everything from the current position to the end."""
+        return self._read_pieces(None)
+
+    def _read_pieces(self, limit: int | None) -> bytes:
+        """Up to ``limit`` bytes (all that remain if ``None``), read a bounded piece at a time.
+
+        The size that reading to the end would need comes from the stored size, which only the
+        final chunk authenticates: a buffer is never sized from it, so a body that lies about
+        its size (a sparse extension, say) fails with DecryptionError after a piece or two.
+        """
         parts = []
-        while piece := self.read(max(_READALL_PIECE, self._size - self._position)):
-            parts.append(piece)
+        left = limit
+        while left is None or left > 0:
+            remaining = max(self._size - self._position, 1)  # at the end, 1 finds the end
+            buffer = bytearray(min(_READ_PIECE, remaining, _READ_PIECE if left is None else left))
+            count = self.readinto(buffer)
+            if not count:
+                break
+            del buffer[count:]
+            parts.append(buffer)
+            if left is not None:
+                left -= count
         return b"".join(parts)
 
     def _chunks(self, first: int, last: int) -> list[tuple[int, bytes]]:

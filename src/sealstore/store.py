@@ -24,7 +24,15 @@ import attrs
 from typing_extensions import Buffer
 
 from sealstore import _aead
-from sealstore._io import Chain, Readable, Writable, as_readable, read_up_to
+from sealstore._io import (
+    Chain,
+    Readable,
+    Writable,
+    as_readable,
+    read_up_to,
+    stream_pieces,
+    write_all,
+)
 from sealstore.backends.base import Backend, ObjectInfo
 from sealstore.envelope import EncryptingReader, decrypt_stream, open_decrypted
 from sealstore.errors import (
@@ -67,7 +75,6 @@ __all__ = [
 OBJECT_CONTEXT_KEY: Final = "sealstore:object"
 """The encryption-context key under which the store binds each object's name."""
 RESERVED_CONTEXT_PREFIX: Final = "sealstore:"
-_PIECE: Final = 1 << 20
 
 Progress = Callable[[int, int, str], None]
 """Called after each object of a bulk operation with the count processed so far, the total
@@ -569,8 +576,8 @@ class EncryptedStore:
             self._require_encrypted(name, located)
         copied = 0
         with closing(self.backend.get(name)) as stream:
-            while piece := stream.read(_PIECE):
-                dst.write(piece)
+            for piece in stream_pieces(stream):
+                write_all(dst, memoryview(piece))
                 copied += len(piece)
         return copied
 

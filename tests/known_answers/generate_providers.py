@@ -38,7 +38,9 @@ def main() -> int:
     root_text = sealstore.RootKey.generate()
     (TARGET / "root.key").write_text(root_text + "\n", encoding="ascii")
     root = sealstore.RootKey.from_base64(root_text)
-    managed = sealstore.ManagedKeys(sealstore.FileKeyringStore(TARGET / "keyring", root))
+    managed = sealstore.ManagedKeys(
+        sealstore.FileKeyringStore(TARGET / "keyring", root, create=True)
+    )
     kms = sealstore.LocalKms(TARGET / "kms", root_key=root, create=True)
     key_id = kms.create_key(principal=PRINCIPAL, description="known answers").key_id
     per_object = sealstore.KmsKeys(kms, key_id=key_id, principal=PRINCIPAL)

@@ -2,13 +2,16 @@
 
 The document, as a :class:`~sealstore.keys.managed.KeyringStore` keeps it, is JSON::
 
-    {"kind": "sealstore-keyring", "schema": 1, "keyring": "kr-<16 hex>",
+    {"kind": "sealstore-keyring", "schema": 1, "keyring": "kr-<16 hex>", "revision": 12,
      "next_sequence": 4, "current": "v000003-9f2c1a7b",
      "versions": [{"id": "v000001-5d0e33c2", "created": "2026-01-01T00:00:00+00:00",
                    "state": "active" | "retired", "reserved_wraps": 8192,
                    "key": "<base64 of 32 bytes>"}, ...]}
 
-A parsed keyring is a snapshot: a change makes a new one, never alters it.
+``revision`` counts the writes of the document (1 for the first; a document without it,
+written before it existed, is revision 0): a copy with a lower revision is an older one.
+``next_sequence`` numbers versions only. A parsed keyring is a snapshot: a change makes a
+new one, never alters it.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class Keyring:
     next_sequence: int
     current: str
     versions: tuple[MasterKey, ...]
+    revision: int = 0
     by_id: dict[str, MasterKey] = attrs.field(init=False, repr=False)
     # Built on first use: a keyring snapshot is replaced, never changed, so entries stay valid.
     wrappers: dict[str, _aead.KeyWrapper] = attrs.field(init=False, repr=False, factory=dict)
@@ -145,7 +149,9 @@ def add_version(ring: Keyring | None, now: datetime) -> tuple[Keyring, MasterKey
     entry = MasterKey(
         f"v{sequence:06d}-{os.urandom(4).hex()}", now, False, 0, os.urandom(_aead.KEY_SIZE)
     )
-    new = Keyring(ring.keyring_id, sequence + 1, entry.id, (*ring.versions, entry))
+    new = attrs.evolve(
+        ring, next_sequence=sequence + 1, current=entry.id, versions=(*ring.versions, entry)
+    )
     return new, entry
 
 
@@ -154,6 +160,7 @@ def encode_keyring(ring: Keyring) -> bytes:
         "kind": _KIND,
         "schema": _SCHEMA,
         "keyring": ring.keyring_id,
+        "revision": ring.revision,
         "next_sequence": ring.next_sequence,
         "current": ring.current,
         "versions": [
@@ -200,12 +207,13 @@ def decode_keyring(raw: bytes) -> Keyring:
     next_sequence = _get(document, "next_sequence", int)
     current = _get(document, "current", str)
     items = _get(document, "versions", list)
-    if not _KEYRING_ID.fullmatch(keyring_id) or next_sequence < 1:
-        raise _malformed("bad keyring id or sequence")
+    revision = _get(document, "revision", int) if "revision" in document else 0
+    if not _KEYRING_ID.fullmatch(keyring_id) or next_sequence < 1 or revision < 0:
+        raise _malformed("bad keyring id, sequence or revision")
     if not 0 < len(items) <= MAX_VERSIONS:
         raise _malformed(f"it must hold 1 to {MAX_VERSIONS} versions")
     versions = tuple(_decode_version(item) for item in items)
-    ring = Keyring(keyring_id, next_sequence, current, versions)
+    ring = Keyring(keyring_id, next_sequence, current, versions, revision)
     if len(ring.by_id) != len(versions):
         raise _malformed("two versions share an id")
     entry = ring.by_id.get(current)

@@ -5,6 +5,11 @@ wraps (``RotationPolicy.reserve_block``) by raising the version's ``reserved_wra
 store *before* it uses any of them. A crash loses the unused rest of a block, so the stored
 count is an upper bound of the wraps really made, never less; a version is rotated out when
 its reserved count reaches ``RotationPolicy.max_wraps``.
+
+A change of the keyring is audited before it is saved: the event is recorded inside the
+store's update, under its lock, and an audit sink that fails aborts the change. Every write
+raises the keyring's revision, and an instance refuses a keyring whose revision is below the
+highest it has read (or its ``min_revision``): an older copy put back in place.
 """
 
 from __future__ import annotations
@@ -86,7 +91,15 @@ _UNKNOWN_RELOAD_INTERVAL: Final = timedelta(seconds=1)
 class _State:
     """The mutable part of a ManagedKeys: the keyring as last read, and the wrap lease."""
 
-    __slots__ = ("lease_left", "lease_version", "loaded_at", "lock", "ring", "unknown_reload_at")
+    __slots__ = (
+        "lease_left",
+        "lease_version",
+        "loaded_at",
+        "lock",
+        "revision",
+        "ring",
+        "unknown_reload_at",
+    )
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -95,6 +108,24 @@ class _State:
         self.unknown_reload_at = datetime.min.replace(tzinfo=timezone.utc)
         self.lease_version = ""
         self.lease_left = 0
+        self.revision = 0  # the highest keyring revision read or required: lower is a rollback
+
+
+@attrs.frozen
+class _Change:
+    """A keyring change to save, and the event that records it (if it is one)."""
+
+    ring: Keyring | None
+    """The new keyring, or ``None`` to save nothing (the call changes nothing)."""
+    operation: Operation | None = None
+    """What is recorded before the change is saved; ``None`` records nothing."""
+    version: str = ""
+    reason: str = ""
+
+
+def _revision_floor(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is not int or value < 0:
+        raise ValueError("ManagedKeys.min_revision must be an int >= 0 (see revision())")
 
 
 @final
@@ -115,8 +146,14 @@ class ManagedKeys:
     Rotation is automatic when the current version is older than ``rotation.max_age`` or
     has had ``rotation.max_wraps`` wraps reserved, and on demand with :meth:`rotate`.
     ``clock`` returns aware UTC datetimes; ``audit`` receives an event for every use of a
-    master key, attributed to ``principal``. Safe to share between threads; several
+    master key, attributed to ``principal``; a change of the keyring is recorded before it is
+    saved, and not saved if recording fails. Safe to share between threads; several
     instances and processes may share one store.
+
+    A keyring older than one this instance has read (a copy put back in place) is refused
+    with :class:`~sealstore.KeystoreError`. To refuse it in a new process too, keep
+    :meth:`revision` somewhere the keyring's writers cannot change, and pass it back as
+    ``min_revision``.
     """
 
     mode: ClassVar[Mode] = Mode.MANAGED
@@ -127,7 +164,11 @@ class ManagedKeys:
     clock: Callable[[], datetime] = attrs.field(default=utc_now, kw_only=True)
     audit: AuditSink | None = attrs.field(default=None, kw_only=True)
     principal: str = attrs.field(default="sealstore", kw_only=True, validator=_non_empty)
+    min_revision: int = attrs.field(default=0, kw_only=True, validator=_revision_floor)
     _state: _State = attrs.field(init=False, factory=_State)
+
+    def __attrs_post_init__(self) -> None:
+        self._state.revision = self.min_revision
 
     # The provider interface.
 
@@ -174,16 +215,14 @@ class ManagedKeys:
         now = self._now()
         created: list[MasterKey] = []
 
-        def change(raw: bytes | None) -> bytes:
-            ring, entry = add_version(None if raw is None else decode_keyring(raw), now)
+        def change(ring: Keyring | None) -> _Change:
+            new, entry = add_version(ring, now)
             created[:] = [entry]
-            return encode_keyring(ring)
+            return _Change(new, Operation.ROTATE, entry.id, "on demand")
 
         with self._state.lock:
             ring = self._update(change, now)
-        entry = ring.by_id[created[0].id]
-        self._record(Operation.ROTATE, ring, entry.id, reason="on demand")
-        return ring.view(entry)
+        return ring.view(ring.by_id[created[0].id])
 
     def retire(self, version: str) -> KeyVersion:
         """Stop ``version`` from decrypting; the current version cannot be retired.
@@ -234,6 +273,18 @@ class ManagedKeys:
             ring = self._reload(now)
         return () if ring is None else tuple(ring.view(entry) for entry in ring.versions)
 
+    def revision(self) -> int:
+        """The keyring's revision, read afresh from the store: raised by every change.
+
+        0 before the first change (or for a keyring last written by a sealstore that did not
+        count revisions). Keep it where the keyring's writers cannot change it, and pass it
+        back as ``min_revision`` to refuse an older copy of the keyring put in place.
+        """
+        now = self._now()
+        with self._state.lock:
+            self._reload(now)
+            return self._state.revision
+
     def __repr__(self) -> str:
         return f"ManagedKeys(store={self.store!r}, principal={self.principal!r})"
 
@@ -257,17 +308,67 @@ class ManagedKeys:
         """Read the store into the state; the caller holds the state lock."""
         raw = self.store.load()
         ring = None if raw is None else decode_keyring(raw)
+        self._check(ring)
         state = self._state
         state.ring = ring
         state.loaded_at = now
         return ring
 
-    def _update(self, change: Callable[[bytes | None], bytes | None], now: datetime) -> Keyring:
-        """Run ``change`` through the store and keep the result; the caller holds the lock."""
-        raw = self.store.update(change)
-        if raw is None:
-            raise KeystoreError("the keyring store returned no document after an update")
-        ring = decode_keyring(raw)
+    def _check(self, ring: Keyring | None) -> None:
+        """Refuse ``ring`` if it is older than one already read (a rollback); else note its
+        revision as the highest read. The caller holds the state lock."""
+        revision = 0 if ring is None else ring.revision
+        state = self._state
+        if revision < state.revision:
+            held = "no keyring" if ring is None else f"keyring revision {revision}"
+            raise KeystoreError(
+                f"{self.store!r} holds {held}, but revision {state.revision} was read before "
+                "(or required with min_revision): an older copy of the keyring was put in "
+                "its place. Put the newest keyring back; to go back to an older one on "
+                "purpose (a restore from backup), use a new ManagedKeys with min_revision "
+                f"at most {revision}"
+            )
+        state.revision = revision
+
+    def _update(self, change: Callable[[Keyring | None], _Change], now: datetime) -> Keyring:
+        """Apply ``change`` to the stored keyring, audited first; the caller holds the lock.
+
+        The change's event is recorded before the new keyring is written, under the store's
+        lock, so a failing audit sink aborts the change; if the write then fails, a failure
+        is recorded too. A store that calls ``change`` again records it again.
+        """
+        recorded: list[tuple[Operation, str, Keyring | None]] = []
+
+        def apply(raw: bytes | None) -> bytes | None:
+            recorded.clear()
+            ring = None if raw is None else decode_keyring(raw)
+            self._check(ring)
+            wanted = change(ring)
+            if wanted.operation is not None:
+                shown = ring if wanted.ring is None else wanted.ring
+                self._record(wanted.operation, shown, wanted.version, reason=wanted.reason)
+                recorded.append((wanted.operation, wanted.version, shown))
+            if wanted.ring is None:
+                return None
+            revision = 0 if ring is None else ring.revision
+            return encode_keyring(attrs.evolve(wanted.ring, revision=revision + 1))
+
+        try:
+            raw = self.store.update(apply)
+            if raw is None:
+                raise KeystoreError("the keyring store returned no document after an update")
+            ring = decode_keyring(raw)
+            self._check(ring)
+        except Exception:
+            for operation, version, shown in recorded:  # recorded, not saved: the log says so
+                self._record(
+                    operation,
+                    shown,
+                    version,
+                    outcome=Outcome.FAILURE,
+                    reason="the change was recorded, then saving the keyring failed",
+                )
+            raise
         state = self._state
         state.ring = ring
         state.loaded_at = now
@@ -283,11 +384,10 @@ class ManagedKeys:
         state.lease_left -= 1
         return entry
 
-    def _lease(self, now: datetime) -> tuple[Keyring, MasterKey, tuple[str, str] | None]:
-        """Take one wrap under the current version: ``(keyring, version, rotation)``.
+    def _lease(self, now: datetime) -> tuple[Keyring, MasterKey]:
+        """Take one wrap under the current version, rotating first if it is due.
 
-        ``rotation`` is ``(new version, reason)`` when this call rotated the keyring. The
-        caller holds the state lock.
+        The caller holds the state lock.
         """
         state = self._state
         ring = state.ring
@@ -295,40 +395,37 @@ class ManagedKeys:
             ring = self._reload(now)
         entry = self._usable_lease(ring, now)
         if ring is not None and entry is not None:
-            return ring, entry, None
+            return ring, entry
 
-        rotation: list[tuple[str, str]] = []
         granted = 0
 
-        def change(raw: bytes | None) -> bytes:
+        def change(fresh: Keyring | None) -> _Change:
             nonlocal granted
-            rotation.clear()
-            fresh = None if raw is None else decode_keyring(raw)
             reason = "first version" if fresh is None else self._due(fresh.current_key, now)
             # Decided on the stored keyring, not on this process's view: when another
             # process has just rotated, its new version is used rather than rotated again.
+            rotated = None
             if fresh is None or reason is not None:
                 fresh, created = add_version(fresh, now)
-                rotation.append((created.id, reason or ""))
+                rotated = created.id
             current = fresh.current_key
             granted = min(self.rotation.reserve_block, self.rotation.max_wraps - current.reserved)
-            return encode_keyring(
-                fresh.replace(attrs.evolve(current, reserved=current.reserved + granted))
-            )
+            new = fresh.replace(attrs.evolve(current, reserved=current.reserved + granted))
+            if rotated is None:  # reserving wraps is not an event: the wraps themselves are
+                return _Change(new)
+            return _Change(new, Operation.ROTATE, rotated, reason or "")
 
         ring = self._update(change, now)
         state.lease_version = ring.current
         state.lease_left = granted - 1
-        return ring, ring.current_key, rotation[0] if rotation else None
+        return ring, ring.current_key
 
     def _wrap(
         self, data_key: bytes, immutable: bytes, context: Mapping[str, str]
     ) -> tuple[bytes, bytes]:
         now = self._now()
         with self._state.lock:
-            ring, entry, rotated = self._lease(now)
-        if rotated is not None:
-            self._record(Operation.ROTATE, ring, rotated[0], reason=rotated[1])
+            ring, entry = self._lease(now)
         key_ref = entry.id.encode("ascii")
         wrapped = ring.wrapper(entry).wrap(data_key, key_binding(immutable, key_ref))
         self._record(Operation.GENERATE, ring, entry.id, context)
@@ -407,14 +504,12 @@ class ManagedKeys:
         now = self._now()
         found: list[MasterKey] = []
 
-        def apply(raw: bytes | None) -> bytes | None:
-            ring = None if raw is None else decode_keyring(raw)
+        def apply(ring: Keyring | None) -> _Change:
             entry = None if ring is None else ring.by_id.get(version)
             if ring is None or entry is None:
                 raise _not_found(version)
             found[:] = [entry]
-            new = change(ring, entry)
-            return None if new is None else encode_keyring(new)
+            return _Change(change(ring, entry), operation, version)
 
         try:
             with self._state.lock:
@@ -424,7 +519,6 @@ class ManagedKeys:
                 operation, self._state.ring, version, outcome=Outcome.FAILURE, reason=str(error)
             )
             raise
-        self._record(operation, ring, version)
         entry = ring.by_id.get(version)
         if entry is None:  # destroyed: report it as it was
             gone = found[0]

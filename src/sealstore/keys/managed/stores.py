@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Protocol, final
 
+from sealstore.errors import KeystoreError
 from sealstore.sealed import RootKey, SealedFile
 
 __all__ = ["FileKeyringStore", "KeyringStore", "MemoryKeyringStore"]
@@ -80,15 +81,27 @@ class FileKeyringStore:
     one, and concurrent processes never lose each other's versions. Back up the file and keep
     the root key apart from it: both are needed to decrypt anything.
 
+    The file must exist unless ``create=True``: then the first change creates it (in a
+    directory that must exist already). Without it, a mistyped path is a
+    :class:`~sealstore.KeystoreError` at first use, never a second, empty keyring.
+
     >>> import pathlib, tempfile
     >>> root = RootKey.from_base64(RootKey.generate())
-    >>> store = FileKeyringStore(pathlib.Path(tempfile.mkdtemp()) / "keyring", root)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "keyring"
+    >>> store = FileKeyringStore(path, root, create=True)
     >>> store.load() is None
     True
+    >>> FileKeyringStore(path, root).load()
+    Traceback (most recent call last):
+    ...
+    sealstore.errors.KeystoreError: there is no keyring at ...: pass create=True to ...
     """
 
-    def __init__(self, path: str | os.PathLike[str], root_key: RootKey) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], root_key: RootKey, *, create: bool = False
+    ) -> None:
         self._file = SealedFile(path, root_key, _PURPOSE)
+        self._create = create
 
     @property
     def path(self) -> Path:
@@ -96,16 +109,49 @@ class FileKeyringStore:
         return self._file.path
 
     def load(self) -> bytes | None:
-        """The unsealed document, or ``None`` if the file does not exist yet.
+        """The unsealed document, or ``None`` if the file does not exist yet (``create=True``).
 
         Raises :class:`~sealstore.RootKeyError` for a wrong root key (or an altered file) and
-        :class:`~sealstore.KeystoreError` for a file that cannot be read or is not a keyring.
+        :class:`~sealstore.KeystoreError` for a file that cannot be read, is not a keyring,
+        or does not exist (without ``create=True``).
         """
-        return self._file.read()
+        document = self._file.read()
+        if document is None:
+            self._missing()
+        return document
 
     def update(self, change: Callable[[bytes | None], bytes | None]) -> bytes | None:
         """Replace the document with ``change(current)``, crash-safely, under the lock."""
-        return self._file.update(change)
+        self._missing()  # before the lock, which would leave a lock file beside a wrong path
+
+        def change_existing(current: bytes | None) -> bytes | None:
+            if current is None:
+                self._missing()  # removed since: checked again under the lock
+            return change(current)
+
+        return self._file.update(change_existing)
+
+    def _missing(self) -> None:
+        """Raise unless the file exists, or may be created (``create=True``, in a directory
+        that exists)."""
+        path = self._file.path
+        try:
+            path.stat()
+            return
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as error:
+            raise KeystoreError(f"cannot read {str(path)!r}: {error.strerror}") from None
+        if not self._create:
+            raise KeystoreError(
+                f"there is no keyring at {str(path)!r}: pass create=True to "
+                "FileKeyringStore to create one there (check the path first)"
+            )
+        if not path.parent.is_dir():
+            raise KeystoreError(
+                f"cannot create the keyring {str(path)!r}: the directory "
+                f"{str(path.parent)!r} does not exist (it is not created for you)"
+            )
 
     def __repr__(self) -> str:
         return f"FileKeyringStore({str(self._file.path)!r})"
