@@ -73,7 +73,7 @@ from sealstore.keys.managed import (
 from sealstore.kms import AwsKms, KeyPolicy, LocalKms
 from sealstore.reader import DecryptedReader
 from sealstore.sealed import RootKey
-from sealstore.store import EncryptedStore, ObjectHead
+from sealstore.store import BulkFailure, BulkReport, EncryptedStore, ObjectHead
 
 try:
     __version__ = _version("sealstore")
@@ -87,6 +87,8 @@ __all__ = [
     "AuditSink",
     "AwsKms",
     "BackendError",
+    "BulkFailure",
+    "BulkReport",
     "ContextMismatchError",
     "CustomerKeys",
     "DecryptedReader",

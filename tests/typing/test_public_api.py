@@ -24,6 +24,8 @@ from sealstore.keys import PROVIDER_FOR_MODE
 from sealstore.keys.base import Provider
 
 PUBLIC_NAMES = {
+    "BulkFailure",
+    "BulkReport",
     "InvalidDataError",
     "KeyNotTrustedError",
     "ObjectChangedError",
