@@ -324,7 +324,16 @@ def decode_document(data: bytes, path: Path) -> Store:
         aliases = {_str(alias): _str(key_id) for alias, key_id in document["aliases"].items()}
         if not all(key_id in keys for key_id in aliases.values()):
             raise ValueError("alias of a missing key")
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+    # RecursionError: JSON nested past the stack; OverflowError: a time UTC cannot hold.
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        OverflowError,
+        binascii.Error,
+    ):
         raise KeystoreError(damaged) from None
     return Store(keys, aliases)
 
