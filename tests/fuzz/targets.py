@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import functools
 import io
+import os
 import shutil
 import tempfile
 import tracemalloc
@@ -183,15 +184,38 @@ def _local_kms_blob(data: bytes) -> None:
     unseal_blob(LOCAL_KMS_STORE, _LOCAL_KMS_KEY, data, LOCAL_KMS_CONTEXT, call)
 
 
+_WORK_PREFIX: Final = "sealstore-fuzz-"
+
+
 @functools.cache
 def _audit_log_file() -> sealstore.JsonlAuditLog:
-    """One log file per process, rewritten for each input and removed at exit."""
+    """One log file per process, rewritten for each input.
+
+    libFuzzer ends the process without running ``atexit`` handlers, so each process names
+    its directory after its pid and removes those of processes that have ended.
+    """
     # A memory file system where there is one: rewriting a file on disk costs more than
     # verifying it.
-    shm = Path("/dev/shm")  # noqa: S108 (mkdtemp makes a private directory in it)
-    directory = tempfile.mkdtemp(prefix="sealstore-fuzz-", dir=shm if shm.is_dir() else None)
+    shm = Path("/dev/shm")  # noqa: S108 (the directory made in it is private: mode 0o700)
+    base = shm if shm.is_dir() else Path(tempfile.gettempdir())
+    for stale in base.glob(f"{_WORK_PREFIX}*"):
+        pid = stale.name.removeprefix(_WORK_PREFIX)
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    directory = base / f"{_WORK_PREFIX}{os.getpid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    return sealstore.JsonlAuditLog(Path(directory) / "audit.jsonl")
+    return sealstore.JsonlAuditLog(directory / "audit.jsonl")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _audit_log(data: bytes) -> None:
