@@ -20,6 +20,8 @@ sealstore's errors (see :class:`AwsKms`); botocore exceptions never escape.
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, final
@@ -81,6 +83,36 @@ def _check_alias(_instance: object, _attribute: object, value: str) -> None:
         raise ValueError("default_alias cannot be under 'alias/aws/', which AWS reserves")
 
 
+_PLAINTEXT_FIELD = re.compile(rb'("Plaintext"\s*:\s*")[^"]*"')
+
+
+class _RedactKmsPlaintext(logging.Filter):
+    """Blanks ``"Plaintext"`` in the response bodies botocore logs at DEBUG: those of
+    ``GenerateDataKey`` and ``Decrypt`` carry data keys, base64-encoded. Only the record's
+    bytes arguments are searched, so bodies of other services are not formatted for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(
+            isinstance(arg, bytes) and b'"Plaintext"' in arg for arg in args
+        ):
+            record.args = tuple(
+                _PLAINTEXT_FIELD.sub(rb'\1<redacted>"', arg) if isinstance(arg, bytes) else arg
+                for arg in args
+            )
+        return True
+
+
+_REDACTOR = _RedactKmsPlaintext()
+
+
+def _redact_botocore_logs() -> None:
+    # botocore.parsers logs every response body; no request AwsKms sends carries a key.
+    logger = logging.getLogger("botocore.parsers")
+    if _REDACTOR not in logger.filters:
+        logger.addFilter(_REDACTOR)
+
+
 class _AliasTaken(KmsError):
     """CreateAlias found the alias already there: another process created it first."""
 
@@ -108,6 +140,9 @@ class AwsKms:
       (connection refused, timeouts): :class:`~sealstore.KmsError`
 
     Messages name the AWS operation and the key id; never a blob, a key or a context value.
+    botocore logs every response body at DEBUG, data keys included: making an ``AwsKms``
+    adds a filter to the ``botocore.parsers`` logger that replaces each ``"Plaintext"``
+    value in them with ``<redacted>``.
     ``repr`` shows only the default alias::
 
         kms = AwsKms(boto3.client("kms"), audit=sealstore.JsonlAuditLog("audit.jsonl"))
@@ -118,6 +153,9 @@ class AwsKms:
     default_alias: str = attrs.field(default=DEFAULT_ALIAS, kw_only=True, validator=_check_alias)
     audit: AuditSink | None = attrs.field(default=None, kw_only=True, repr=False)
     clock: Callable[[], datetime] = attrs.field(default=utc_now, kw_only=True, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _redact_botocore_logs()
 
     def generate_data_key(
         self, key_id: str, context: Mapping[str, str], *, principal: str

@@ -193,7 +193,7 @@ def _get(obj: Mapping[str, Any], name: str, kind: type[Any]) -> Any:
 def decode_keyring(raw: bytes) -> Keyring:
     try:
         document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the stack too
         raise _malformed("not JSON") from None
     if type(document) is not dict or document.get("kind") != _KIND:
         raise _malformed("not a sealstore keyring")
@@ -232,8 +232,11 @@ def _decode_version(item: object) -> MasterKey:
         raise _malformed("a version has a bad id, state or count")
     try:
         created = datetime.fromisoformat(_get(item, "created", str))
+        if created.utcoffset() is not None:
+            # OverflowError here, for a time UTC cannot hold, rather than when it is written.
+            created = created.astimezone(timezone.utc)
         key = base64.b64decode(_get(item, "key", str), validate=True)
-    except (ValueError, binascii.Error):
+    except (ValueError, OverflowError, binascii.Error):
         raise _malformed(f"version {version} has a bad time or key") from None
     if created.utcoffset() is None or len(key) != _aead.KEY_SIZE:
         raise _malformed(f"version {version} has a bad time or key")

@@ -373,7 +373,16 @@ def decode_document(data: bytes, path: Path) -> Store:
             raise ValueError("alias of a missing key")
         if not all(alias in aliases for alias in owners):
             raise ValueError("owner of a missing alias")
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+    # RecursionError: JSON nested past the stack; OverflowError: a time UTC cannot hold.
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        OverflowError,
+        binascii.Error,
+    ):
         raise KeystoreError(damaged) from None
     return Store(keys, aliases, sequence, owners)
 

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of sealstore's parsers: targets, seed corpora and reproducers."""
