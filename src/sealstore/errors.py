@@ -6,8 +6,10 @@ Every exception derives from :class:`SealstoreError`::
     ├── FormatError             not a sealstore object, unsupported version, malformed header
     ├── DecryptionError         any authentication failure (tampering, truncation, wrong key)
     │   ├── WrongKeyError       the key given is not the one the object was encrypted under
+    │   ├── KeyNotTrustedError  the object names a KMS key the provider does not read
     │   └── ContextMismatchError  the stored encryption context is not the expected one
     ├── ProviderMismatchError   the object was written in another mode than the provider's
+    ├── InvalidDataError        data to write is not bytes, a file or an iterable of bytes
     ├── InvalidKeyError         a key given to a provider is unusable (also a ValueError)
     ├── InvalidContextError     an encryption context breaks the rules (also a ValueError)
     ├── AccessDeniedError       a key policy does not let this principal do this
@@ -173,7 +175,8 @@ class KeyPendingDeletionError(KeyStateError):
 class KeyRetiredError(KeyStateError):
     """The managed master key version is retired and no longer decrypts.
 
-    The message names the version. Rewrap objects before retiring the version they use.
+    The message names the version. Rewrap objects before retiring the version they use;
+    :meth:`~sealstore.ManagedKeys.reactivate` lets a retired version decrypt again.
     """
 
 
