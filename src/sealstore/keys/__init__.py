@@ -2,7 +2,7 @@
 
 Every provider has the methods of :class:`sealstore.keys.base.Provider`, which is all the
 envelope and the store ever use of one: wrap a data key, unwrap it, describe a key
-reference, account for bytes written.
+reference, account for bytes written, tell whether a key reference is current.
 """
 
 from __future__ import annotations

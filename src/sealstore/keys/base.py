@@ -1,6 +1,6 @@
 """What the core asks of every key provider, and nothing more.
 
-The envelope and the store work with any provider through these four methods; none of them
+The envelope and the store work with any provider through these five methods; none of them
 ever tests which provider it holds. ``key_ref`` is the provider's key reference, stored in
 the header (layouts in ``docs/format.md``); the associated data of every wrap is
 ``immutable || u16 len(key_ref) || key_ref`` (:func:`sealstore.header.key_binding`).
