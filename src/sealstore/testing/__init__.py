@@ -2,7 +2,7 @@
 
 - :class:`MemoryKms`: a :class:`~sealstore.kms.KmsClient` in memory, with call counters and
   injected failures (:class:`KmsFailure`: access denied, key disabled, pending deletion,
-  unavailable) and latency;
+  unavailable) and latency; :class:`CountingKms` counts the calls to any other KMS client;
 - :class:`FakeClock`: a clock that moves when told to, for the ``clock=`` argument of every
   provider (rotation schedules, bucket-key and cache expiry);
 - :class:`MemoryKeyringStore`, :class:`MemoryBackend` and :class:`MemoryAuditSink`, the
@@ -34,9 +34,10 @@ from sealstore.audit.sinks import MemoryAuditSink
 from sealstore.backends.memory import MemoryBackend
 from sealstore.keys.managed.stores import MemoryKeyringStore
 from sealstore.testing.clock import FakeClock
-from sealstore.testing.kms import KmsFailure, KmsOperation, MemoryKms
+from sealstore.testing.kms import CountingKms, KmsFailure, KmsOperation, MemoryKms
 
 __all__ = [
+    "CountingKms",
     "FakeClock",
     "KmsFailure",
     "KmsOperation",

@@ -22,9 +22,9 @@ from sealstore.errors import (
     SealstoreError,
 )
 from sealstore.header import encode_context
-from sealstore.kms.base import DataKey
+from sealstore.kms.base import DataKey, KmsClient
 
-__all__ = ["KmsFailure", "KmsOperation", "MemoryKms"]
+__all__ = ["CountingKms", "KmsFailure", "KmsOperation", "MemoryKms"]
 
 KmsOperation = Literal["generate_data_key", "decrypt", "default_key_id"]
 """The name of a :class:`~sealstore.kms.KmsClient` method, as counted in :attr:`MemoryKms.calls`."""
@@ -243,3 +243,53 @@ def _error(
     if failure is KmsFailure.PENDING_DELETION:
         return KeyPendingDeletionError(f"the KMS key {key_id!r} is pending deletion ({call})")
     return KmsError(f"the KMS is unavailable ({call})")
+
+
+@final
+class CountingKms:
+    """Wraps any :class:`~sealstore.kms.KmsClient` and counts its calls, as
+    :attr:`MemoryKms.calls` does, to see how many requests a real KMS would get::
+
+        >>> import os, tempfile, sealstore
+        >>> local = sealstore.LocalKms(
+        ...     tempfile.mkdtemp(), root_key=sealstore.RootKey.from_bytes(os.urandom(32)),
+        ...     create=True)
+        >>> kms = CountingKms(local)
+        >>> keys = sealstore.KmsKeys(kms, bucket_key=True)
+        >>> blobs = [sealstore.encrypt(b"x", keys) for _ in range(100)]
+        >>> kms.calls["generate_data_key"]
+        1
+    """
+
+    def __init__(self, inner: KmsClient) -> None:
+        self.inner = inner
+        """The client calls are passed to."""
+        self.calls: Counter[str] = Counter()
+        """How many times each method was called (failed calls included)."""
+        self._lock = threading.Lock()
+
+    def _count(self, operation: KmsOperation) -> None:
+        with self._lock:
+            self.calls[operation] += 1
+
+    def generate_data_key(
+        self, key_id: str, context: Mapping[str, str], *, principal: str
+    ) -> DataKey:
+        """Count the call and pass it on."""
+        self._count("generate_data_key")
+        return self.inner.generate_data_key(key_id, context, principal=principal)
+
+    def decrypt(
+        self, key_id: str, blob: bytes, context: Mapping[str, str], *, principal: str
+    ) -> bytes:
+        """Count the call and pass it on."""
+        self._count("decrypt")
+        return self.inner.decrypt(key_id, blob, context, principal=principal)
+
+    def default_key_id(self, *, principal: str) -> str:
+        """Count the call and pass it on."""
+        self._count("default_key_id")
+        return self.inner.default_key_id(principal=principal)
+
+    def __repr__(self) -> str:
+        return f"CountingKms({self.inner!r}, calls={sum(self.calls.values())})"
