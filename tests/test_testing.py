@@ -22,6 +22,8 @@ from sealstore.testing import (
     MemoryKms,
 )
 
+pytest_plugins = ["pytester"]
+
 START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
