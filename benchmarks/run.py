@@ -51,8 +51,6 @@ from sealstore.keys.kms import BucketKeyPolicy
 # where the benchmarks package and the test suite's server helpers are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.kms_fakes import CountingKms
-
 from benchmarks import store
 from benchmarks.measure import (
     PIECE,
@@ -78,6 +76,7 @@ from benchmarks.results import (
     console_table,
     markdown_document,
 )
+from sealstore.testing import CountingKms
 
 NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
@@ -694,7 +693,7 @@ def bench_kms(sizes: Sizes) -> Group:
             rows.append(
                 Row(
                     f"generate calls, {count:,} encrypts, {label}",
-                    kms.calls["generate"],
+                    kms.calls["generate_data_key"],
                     "calls",
                     target=goal,
                 )

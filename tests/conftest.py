@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import sealstore
+import sealstore.testing.plugin
 from sealstore.audit import AuditEvent
 from tests.leaks import PLAINTEXT_MARKER, LogCatcher, SecretRegistry, key_material
 from tests.servers import running_moto, running_seaweedfs
@@ -31,9 +32,16 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object]) -> Generator[Non
 _CATCHER = LogCatcher(_REGISTRY)
 
 
-def pytest_configure() -> None:
-    """Check every log record for secrets, for the whole run."""
+def pytest_configure(config: pytest.Config) -> None:
+    """Check every log record for secrets, for the whole run; register the fixtures users
+    get (sealstore_store, sealstore_kms...) unless the entry point already did.
+
+    pyproject.toml blocks the entry point, which pytest imports before coverage starts, so
+    the plugin is imported here, once coverage measures.
+    """
     logging.getLogger().addHandler(_CATCHER)
+    if not config.pluginmanager.is_registered(sealstore.testing.plugin):
+        config.pluginmanager.register(sealstore.testing.plugin, "sealstore-fixtures")
 
 
 def pytest_unconfigure() -> None:

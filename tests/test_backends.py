@@ -24,7 +24,7 @@ from sealstore.backends._rules import check_name
 from sealstore.backends.filesystem import TEMPORARY_PREFIX
 from sealstore.backends.memory import MAX_METADATA_SIZE
 from sealstore.errors import BackendError, InvalidNameError, ObjectNotFoundError
-from tests.backend_contract import BackendContract, read_all
+from sealstore.testing.contracts.backend import BackendContract, read_all
 
 # fsspec ships no type information; through import_module it is typed as a plain module.
 fsspec: Any = importlib.import_module("fsspec")

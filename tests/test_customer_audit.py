@@ -7,22 +7,12 @@ import os
 import pytest
 
 import sealstore
-from sealstore.audit import AuditEvent, Operation, Outcome
-
-
-class ListSink:
-    """Collects events in order."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
+from sealstore.audit import Operation, Outcome
 
 
 def test_wrap_and_unwrap_are_audited_with_context_keys_only() -> None:
     """encrypt records a generate and decrypt an unwrap, naming context keys, not values."""
-    sink = ListSink()
+    sink = sealstore.MemoryAuditSink()
     keys = sealstore.CustomerKeys(os.urandom(32), audit=sink, principal="alice")
     blob = sealstore.encrypt(b"x", keys, context={"tenant": "acme-secret"})
     sealstore.decrypt(blob, keys)
@@ -38,7 +28,7 @@ def test_wrap_and_unwrap_are_audited_with_context_keys_only() -> None:
 
 def test_wrong_customer_key_is_audited() -> None:
     """Offering a different key records a wrong-customer-key failure, then raises."""
-    sink = ListSink()
+    sink = sealstore.MemoryAuditSink()
     blob = sealstore.encrypt(b"x", sealstore.CustomerKeys(os.urandom(32)))
     other = sealstore.CustomerKeys(os.urandom(32), audit=sink)
     with pytest.raises(sealstore.WrongKeyError):
@@ -50,7 +40,7 @@ def test_wrong_customer_key_is_audited() -> None:
 
 def test_tampered_wrap_is_audited_as_a_failed_unwrap() -> None:
     """A wrapped key that fails to open records an unwrap failure."""
-    sink = ListSink()
+    sink = sealstore.MemoryAuditSink()
     keys = sealstore.CustomerKeys(os.urandom(32), audit=sink)
     blob = bytearray(sealstore.encrypt(b"x", keys))
     header_size = sealstore.header.header_size(bytes(blob[:10]))

@@ -21,10 +21,11 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 
 import sealstore
-from sealstore.audit import AuditEvent, Operation, Outcome
+from sealstore.audit import MemoryAuditSink, Operation, Outcome
 from sealstore.backends import S3Backend
 from sealstore.kms import DataKey, KmsClient
 from sealstore.kms.aws import DEFAULT_ALIAS, AwsKms
+from sealstore.testing import FakeClock
 from tests.servers import ServerStartError, free_ports, running_server
 
 if TYPE_CHECKING:
@@ -33,27 +34,6 @@ if TYPE_CHECKING:
 CONTEXT = {"bucket": "ledger-7f3a", "object": "2024/invoice-17.pdf"}
 PRINCIPAL = "orders-service"
 START = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-
-
-class FakeClock:
-    """A clock that moves one second each time it is read."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-class ListSink:
-    """An audit sink that keeps events in memory."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
 
 
 def boto_kms(endpoint: str, **config: Any) -> KMSClient:
@@ -75,15 +55,20 @@ def client(moto_server: str) -> KMSClient:
 
 
 @pytest.fixture
-def sink() -> ListSink:
+def sink() -> MemoryAuditSink:
     """An empty in-memory audit sink."""
-    return ListSink()
+    return MemoryAuditSink()
 
 
 @pytest.fixture
-def kms(client: KMSClient, sink: ListSink) -> AwsKms:
+def kms(client: KMSClient, sink: MemoryAuditSink) -> AwsKms:
     """An ``AwsKms`` over moto, auditing into ``sink`` with a fake clock."""
-    return AwsKms(client, audit=sink, clock=FakeClock(), default_alias=unique_alias())
+    return AwsKms(
+        client,
+        audit=sink,
+        clock=FakeClock(START, tick=timedelta(seconds=1)),
+        default_alias=unique_alias(),
+    )
 
 
 def new_key(client: KMSClient) -> str:
@@ -245,7 +230,7 @@ class AliasRace:
         return self._client.create_alias(**kwargs)
 
 
-def test_default_key_race_uses_the_winner(client: KMSClient, sink: ListSink) -> None:
+def test_default_key_race_uses_the_winner(client: KMSClient, sink: MemoryAuditSink) -> None:
     """When another process creates the alias first, its key is the default and ours is
     scheduled for deletion."""
     alias = unique_alias()
@@ -293,7 +278,9 @@ def test_unknown_key_on_decrypt(kms: AwsKms, client: KMSClient) -> None:
         kms.decrypt(missing, data_key.blob, CONTEXT, principal=PRINCIPAL)
 
 
-def test_default_key_pending_deletion(kms: AwsKms, client: KMSClient, sink: ListSink) -> None:
+def test_default_key_pending_deletion(
+    kms: AwsKms, client: KMSClient, sink: MemoryAuditSink
+) -> None:
     """A default key scheduled for deletion raises KeyPendingDeletionError instead of being used.
 
     moto keeps serving GenerateDataKey on such a key, but DescribeKey reports its state.
@@ -317,8 +304,8 @@ def test_server_not_running() -> None:
         read_timeout=1,
         retries={"total_max_attempts": 1},
     )
-    sink = ListSink()
-    kms = AwsKms(client, audit=sink, clock=FakeClock())
+    sink = MemoryAuditSink()
+    kms = AwsKms(client, audit=sink, clock=FakeClock(START, tick=timedelta(seconds=1)))
     with pytest.raises(sealstore.KmsError) as caught:
         kms.generate_data_key("alias/orders", CONTEXT, principal=PRINCIPAL)
     assert type(caught.value) is sealstore.KmsError
@@ -330,7 +317,9 @@ def test_server_not_running() -> None:
     ]
 
 
-def test_audit_events_without_secrets(kms: AwsKms, client: KMSClient, sink: ListSink) -> None:
+def test_audit_events_without_secrets(
+    kms: AwsKms, client: KMSClient, sink: MemoryAuditSink
+) -> None:
     """Each call records one event with time, principal, key, context keys and outcome, and no
     event holds a key, a blob or a context value."""
     old, new = new_key(client), new_key(client)
@@ -346,7 +335,7 @@ def test_audit_events_without_secrets(kms: AwsKms, client: KMSClient, sink: List
         (Operation.UNWRAP, new, Outcome.FAILURE, "intruder"),
     ]
     assert [e.context_keys for e in sink.events] == [("bucket", "object")] * 3 + [("bucket",)]
-    assert [e.time for e in sink.events] == [START + timedelta(seconds=n) for n in (1, 2, 3, 4)]
+    assert [e.time for e in sink.events] == [START + timedelta(seconds=n) for n in (0, 1, 2, 3)]
     assert sink.events[-1].reason == "InvalidCiphertextException"
     recorded = repr(sink.events)
     for secret in (data_key.plaintext, data_key.blob, new_blob):
@@ -368,12 +357,16 @@ def test_repr_hides_secrets(kms: AwsKms, client: KMSClient) -> None:
 
 
 @pytest.fixture
-def stubbed() -> Iterator[tuple[AwsKms, Stubber, ListSink]]:
+def stubbed() -> Iterator[tuple[AwsKms, Stubber, MemoryAuditSink]]:
     """An ``AwsKms`` over a boto3 client whose answers are queued with a Stubber (no network)."""
     client = boto_kms("http://127.0.0.1:9")
-    sink = ListSink()
+    sink = MemoryAuditSink()
     with Stubber(client) as stubber:
-        yield AwsKms(client, audit=sink, clock=FakeClock()), stubber, sink
+        yield (
+            AwsKms(client, audit=sink, clock=FakeClock(START, tick=timedelta(seconds=1))),
+            stubber,
+            sink,
+        )
         stubber.assert_no_pending_responses()
 
 
@@ -414,7 +407,7 @@ def stubbed() -> Iterator[tuple[AwsKms, Stubber, ListSink]]:
     ],
 )
 def test_error_translation(
-    stubbed: tuple[AwsKms, Stubber, ListSink],
+    stubbed: tuple[AwsKms, Stubber, MemoryAuditSink],
     code: str,
     message: str,
     expected: type[sealstore.SealstoreError],
@@ -436,7 +429,7 @@ def test_error_translation(
     assert [(e.outcome, e.reason) for e in sink.events] == [(outcome, code)]
 
 
-def test_access_denied_names_principal(stubbed: tuple[AwsKms, Stubber, ListSink]) -> None:
+def test_access_denied_names_principal(stubbed: tuple[AwsKms, Stubber, MemoryAuditSink]) -> None:
     """A denial's message names the principal, the operation and the key id."""
     kms, stubber, _ = stubbed
     stubber.add_client_error("generate_data_key", service_error_code="AccessDeniedException")
@@ -447,7 +440,7 @@ def test_access_denied_names_principal(stubbed: tuple[AwsKms, Stubber, ListSink]
 
 
 def test_reencrypt_denial_names_both_permissions(
-    stubbed: tuple[AwsKms, Stubber, ListSink],
+    stubbed: tuple[AwsKms, Stubber, MemoryAuditSink],
 ) -> None:
     """A denied ReEncrypt names both keys and the two permissions it needs."""
     kms, stubber, sink = stubbed
@@ -474,7 +467,7 @@ def test_reencrypt_denial_names_both_permissions(
     ],
 )
 def test_malformed_answer(
-    stubbed: tuple[AwsKms, Stubber, ListSink], response: dict[str, Any], field: str
+    stubbed: tuple[AwsKms, Stubber, MemoryAuditSink], response: dict[str, Any], field: str
 ) -> None:
     """An answer with a short data key, an oversized blob or no key id raises KmsError."""
     kms, stubber, sink = stubbed
@@ -486,7 +479,7 @@ def test_malformed_answer(
 
 @pytest.mark.parametrize("blob", [b"", b"\x00" * 6145])
 def test_impossible_blob_refused_without_a_call(
-    stubbed: tuple[AwsKms, Stubber, ListSink], blob: bytes
+    stubbed: tuple[AwsKms, Stubber, MemoryAuditSink], blob: bytes
 ) -> None:
     """A blob no AWS KMS could have made is refused before any request (nothing is stubbed)."""
     kms, _, sink = stubbed
@@ -497,7 +490,7 @@ def test_impossible_blob_refused_without_a_call(
     assert [e.reason for e in sink.events] == ["DecryptionError", "DecryptionError"]
 
 
-def test_default_key_disabled(stubbed: tuple[AwsKms, Stubber, ListSink]) -> None:
+def test_default_key_disabled(stubbed: tuple[AwsKms, Stubber, MemoryAuditSink]) -> None:
     """A default key reported disabled raises KeyDisabledError instead of being used."""
     kms, stubber, _ = stubbed
     stubber.add_response(
@@ -515,7 +508,7 @@ def test_default_key_disabled(stubbed: tuple[AwsKms, Stubber, ListSink]) -> None
         kms.default_key_id(principal=PRINCIPAL)
 
 
-def test_default_key_creation_denied(stubbed: tuple[AwsKms, Stubber, ListSink]) -> None:
+def test_default_key_creation_denied(stubbed: tuple[AwsKms, Stubber, MemoryAuditSink]) -> None:
     """Credentials that may not create the default key get AccessDeniedError, audited."""
     kms, stubber, sink = stubbed
     stubber.add_client_error("describe_key", service_error_code="NotFoundException")
@@ -540,7 +533,7 @@ class BrokenClient:
 
 def test_foreign_errors_pass_through_audited() -> None:
     """An exception that is neither AWS's nor botocore's is not disguised, but is audited."""
-    sink = ListSink()
+    sink = MemoryAuditSink()
     kms = AwsKms(BrokenClient(), audit=sink)
     with pytest.raises(RuntimeError, match="bug in a test double"):
         kms.generate_data_key("alias/orders", CONTEXT, principal=PRINCIPAL)
@@ -548,7 +541,7 @@ def test_foreign_errors_pass_through_audited() -> None:
     assert sink.events[0].time.tzinfo is timezone.utc
 
 
-def test_data_key_type_is_kms_data_key(stubbed: tuple[AwsKms, Stubber, ListSink]) -> None:
+def test_data_key_type_is_kms_data_key(stubbed: tuple[AwsKms, Stubber, MemoryAuditSink]) -> None:
     """A generated key is a ``DataKey`` carrying exactly what AWS returned."""
     kms, stubber, _ = stubbed
     stubber.add_response(

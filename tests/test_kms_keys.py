@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,34 +21,17 @@ from sealstore.keys.kms import (
     decode_key_ref,
     encode_key_ref,
 )
-from sealstore.kms.base import DataKey
 from sealstore.kms.policy import KeyOperation
-from tests.kms_fakes import CountingKms, MemoryKms
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
+from sealstore.testing import FakeClock, KmsFailure, MemoryKms
 
 
 @pytest.fixture
-def kms() -> CountingKms:
-    """A counting wrapper over an in-memory KMS with one key, "k1"."""
-    inner = MemoryKms()
-    inner.create_key("k1")
-    inner.create_key("k2")
-    return CountingKms(inner)
+def kms() -> MemoryKms:
+    """An in-memory KMS with two keys, "k1" and "k2"."""
+    return MemoryKms(keys=["k1", "k2"])
 
 
-def test_round_trip_through_every_api(kms: CountingKms) -> None:
+def test_round_trip_through_every_api(kms: MemoryKms) -> None:
     """A per-object KMS data key round-trips through in-memory, stream and seekable APIs."""
     keys = sealstore.KmsKeys(kms, key_id="k1", principal="app")
     plaintext = os.urandom(40_000)
@@ -66,21 +48,21 @@ def test_round_trip_through_every_api(kms: CountingKms) -> None:
 
 
 def test_per_object_keys_call_the_kms_once_per_object_with_the_object_context(
-    kms: CountingKms,
+    kms: MemoryKms,
 ) -> None:
     """Without bucket keys every write generates and every read decrypts, bound to the context."""
     keys = sealstore.KmsKeys(kms, key_id="k1")
     blobs = [sealstore.encrypt(b"x", keys, context={"n": str(i)}) for i in range(5)]
     for blob in blobs:
         sealstore.decrypt(blob, keys)
-    assert kms.calls["generate"] == 5
+    assert kms.calls["generate_data_key"] == 5
     assert kms.calls["decrypt"] == 5
     assert kms.contexts[0] == {"n": "0"}
     kind, key_id, _ = decode_key_ref(parse_header(blobs[0]).key_ref)
     assert (kind, key_id) == (PER_OBJECT, "k1")
 
 
-def test_default_key_is_resolved_once(kms: CountingKms) -> None:
+def test_default_key_is_resolved_once(kms: MemoryKms) -> None:
     """With no key id the KMS default key is used, and asked for once per provider."""
     keys = sealstore.KmsKeys(kms)
     for _ in range(3):
@@ -90,20 +72,20 @@ def test_default_key_is_resolved_once(kms: CountingKms) -> None:
 
 
 @pytest.mark.parametrize("max_objects", [1, 7, 1000])
-def test_bucket_keys_bound_kms_calls_by_object_count(kms: CountingKms, max_objects: int) -> None:
+def test_bucket_keys_bound_kms_calls_by_object_count(kms: MemoryKms, max_objects: int) -> None:
     """N encrypts use ceil(N / max_objects) generate calls; N decrypts no more decrypt calls."""
     policy = BucketKeyPolicy(max_objects=max_objects)
     writer = sealstore.KmsKeys(kms, key_id="k1", bucket_key=policy)
     count = 2000
     blobs = [sealstore.encrypt(b"payload", writer) for _ in range(count)]
-    assert kms.calls["generate"] == math.ceil(count / max_objects)
+    assert kms.calls["generate_data_key"] == math.ceil(count / max_objects)
     reader = sealstore.KmsKeys(kms, key_id="k1", bucket_key=True)
     assert all(sealstore.decrypt(blob, reader) == b"payload" for blob in blobs)
     assert kms.calls["decrypt"] <= math.ceil(count / max_objects)
     assert kms.contexts[0] == dict(BUCKET_KEY_CONTEXT)
 
 
-def test_reading_back_a_bucket_key_asks_the_kms_once(kms: CountingKms) -> None:
+def test_reading_back_a_bucket_key_asks_the_kms_once(kms: MemoryKms) -> None:
     """The writer's bucket key is not served from memory to readers: the KMS decides (once)."""
     keys = sealstore.KmsKeys(kms, key_id="k1", bucket_key=True)
     blobs = [sealstore.encrypt(b"x", keys) for _ in range(3)]
@@ -129,7 +111,7 @@ def test_write_only_principal_cannot_read_through_bucket_keys(tmp_path: Path) ->
         sealstore.decrypt(blob, writer)
 
 
-def test_bucket_key_is_replaced_when_too_old(kms: CountingKms) -> None:
+def test_bucket_key_is_replaced_when_too_old(kms: MemoryKms) -> None:
     """A bucket key older than max_age is replaced by a fresh one."""
     clock = FakeClock()
     policy = BucketKeyPolicy(max_age=timedelta(minutes=5))
@@ -139,11 +121,11 @@ def test_bucket_key_is_replaced_when_too_old(kms: CountingKms) -> None:
     assert parse_header(sealstore.encrypt(b"x", keys)).key_ref == first
     clock.advance(timedelta(minutes=1))
     assert parse_header(sealstore.encrypt(b"x", keys)).key_ref != first
-    assert kms.calls["generate"] == 2
+    assert kms.calls["generate_data_key"] == 2
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-def test_bucket_key_is_replaced_after_max_bytes(kms: CountingKms, streamed: bool) -> None:
+def test_bucket_key_is_replaced_after_max_bytes(kms: MemoryKms, streamed: bool) -> None:
     """Once a bucket key covers max_bytes of plaintext, the next object gets a new one."""
     keys = sealstore.KmsKeys(kms, key_id="k1", bucket_key=BucketKeyPolicy(max_bytes=100_000))
 
@@ -157,10 +139,10 @@ def test_bucket_key_is_replaced_after_max_bytes(kms: CountingKms, streamed: bool
     first = parse_header(write(60_000)).key_ref
     assert parse_header(write(60_000)).key_ref == first
     assert parse_header(write(10)).key_ref != first
-    assert kms.calls["generate"] == 2
+    assert kms.calls["generate_data_key"] == 2
 
 
-def test_decryption_cache_expires_and_is_bounded(kms: CountingKms) -> None:
+def test_decryption_cache_expires_and_is_bounded(kms: MemoryKms) -> None:
     """Cached bucket keys expire after cache_ttl, and at most cache_size are kept."""
     clock = FakeClock()
     writer = sealstore.KmsKeys(kms, key_id="k1", bucket_key=BucketKeyPolicy(max_objects=1))
@@ -179,7 +161,7 @@ def test_decryption_cache_expires_and_is_bounded(kms: CountingKms) -> None:
     assert kms.calls["decrypt"] == 5
 
 
-def test_kms_refusal_surfaces_as_a_sealstore_error(kms: CountingKms) -> None:
+def test_kms_refusal_surfaces_as_a_sealstore_error(kms: MemoryKms) -> None:
     """An object whose KMS key is unknown to the reader's KMS fails with KeyNotFoundError."""
     blob = sealstore.encrypt(b"x", sealstore.KmsKeys(kms, key_id="k1"))
     other = sealstore.KmsKeys(MemoryKms(), key_id="k1")
@@ -187,7 +169,7 @@ def test_kms_refusal_surfaces_as_a_sealstore_error(kms: CountingKms) -> None:
         sealstore.decrypt(blob, other)
 
 
-def test_context_is_bound_through_the_kms(kms: CountingKms) -> None:
+def test_context_is_bound_through_the_kms(kms: MemoryKms) -> None:
     """Editing the stored context breaks the KMS blob (per-object) or the wrap (bucket)."""
     for bucket in (False, True):
         keys = sealstore.KmsKeys(kms, key_id="k1", bucket_key=bucket)
@@ -223,7 +205,7 @@ def test_key_reference_layout() -> None:
     assert decode_key_ref(b"\x02\x00\x01k\x00\x04blob") == (2, "k", b"blob")
 
 
-def test_repr_hides_key_material(kms: CountingKms) -> None:
+def test_repr_hides_key_material(kms: MemoryKms) -> None:
     """The provider's repr names the key id and principal, never key bytes."""
     keys = sealstore.KmsKeys(kms, key_id="k1", principal="app", bucket_key=True)
     sealstore.encrypt(b"x", keys)
@@ -316,62 +298,33 @@ def test_trusted_key_ids_must_be_a_collection() -> None:
         sealstore.KmsKeys(MemoryKms(), key_id="k1", trusted_key_ids="k2")
 
 
-class OutageKms:
-    """Wraps a KmsClient; while ``down`` every call fails as an unreachable service would."""
-
-    def __init__(self, inner: CountingKms) -> None:
-        self.inner = inner
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise sealstore.KmsError("the KMS at kms.example is unreachable; retry later")
-
-    def generate_data_key(
-        self, key_id: str, context: Mapping[str, str], *, principal: str
-    ) -> DataKey:
-        self._check()
-        return self.inner.generate_data_key(key_id, context, principal=principal)
-
-    def decrypt(
-        self, key_id: str, blob: bytes, context: Mapping[str, str], *, principal: str
-    ) -> bytes:
-        self._check()
-        return self.inner.decrypt(key_id, blob, context, principal=principal)
-
-    def default_key_id(self, *, principal: str) -> str:
-        self._check()
-        return self.inner.default_key_id(principal=principal)
-
-
 def test_a_kms_outage_is_ridden_out_by_bucket_keys_for_as_long_as_documented(
-    kms: CountingKms,
+    kms: MemoryKms,
 ) -> None:
     """With the KMS down, cached bucket keys keep serving reads for cache_ttl and the
     writer's bucket key keeps serving writes for max_age; then both fail with KmsError, no
     stored object is touched, and everything reads again once the KMS is back."""
-    outage = OutageKms(kms)
     clock = FakeClock()
     policy = BucketKeyPolicy(max_age=timedelta(minutes=10), cache_ttl=timedelta(minutes=5))
-    writer = sealstore.KmsKeys(outage, key_id="k1", bucket_key=policy, clock=clock)
-    reader = sealstore.KmsKeys(outage, key_id="k1", bucket_key=policy, clock=clock)
+    writer = sealstore.KmsKeys(kms, key_id="k1", bucket_key=policy, clock=clock)
+    reader = sealstore.KmsKeys(kms, key_id="k1", bucket_key=policy, clock=clock)
     store = sealstore.EncryptedStore(MemoryBackend(), writer)
     readers = sealstore.EncryptedStore(store.backend, reader)
     for n in range(3):
         store.put(f"o{n}", f"object {n}".encode())
     assert [readers.get(f"o{n}") for n in range(3)] == [b"object 0", b"object 1", b"object 2"]
-    outage.down = True
+    kms.fail(KmsFailure.UNAVAILABLE)
     assert readers.get("o1") == b"object 1"  # from the cache
     store.put("o3", b"object 3")  # the writer's bucket key needs no KMS call
     clock.advance(timedelta(minutes=6))
-    with pytest.raises(sealstore.KmsError, match="unreachable"):
+    with pytest.raises(sealstore.KmsError, match="unavailable"):
         readers.get("o2")  # the cache entry expired
     clock.advance(timedelta(minutes=5))
-    with pytest.raises(sealstore.KmsError, match="unreachable"):
+    with pytest.raises(sealstore.KmsError, match="unavailable"):
         store.put("o4", b"object 4")  # a new bucket key is due
     assert [head.name for head in store.list()] == ["o0", "o1", "o2", "o3"]
-    per_object = sealstore.KmsKeys(outage, key_id="k1")
+    per_object = sealstore.KmsKeys(kms, key_id="k1")
     with pytest.raises(sealstore.KmsError):
         sealstore.EncryptedStore(store.backend, per_object).get("o0")
-    outage.down = False
+    kms.recover()
     assert [readers.get(f"o{n}") for n in range(4)] == [f"object {n}".encode() for n in range(4)]

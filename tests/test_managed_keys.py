@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import sealstore
-from sealstore.audit import AuditEvent, Operation, Outcome
+from sealstore.audit import AuditEvent, MemoryAuditSink, Operation, Outcome
 from sealstore.header import Mode, encode_header, parse_header
 from sealstore.keys.managed import (
     FileKeyringStore,
@@ -30,31 +30,9 @@ from sealstore.keys.managed import (
     keyring,
 )
 from sealstore.sealed import RootKey, SealedFile
+from sealstore.testing import FakeClock
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-class ListSink:
-    """An audit sink that keeps every event."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
 
 
 class CountingStore:
@@ -97,13 +75,13 @@ def document(store: MemoryKeyringStore) -> dict[str, Any]:
 @pytest.fixture
 def clock() -> FakeClock:
     """A fake clock starting on 2026-01-01 UTC."""
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture
-def sink() -> ListSink:
+def sink() -> MemoryAuditSink:
     """An audit sink that keeps events in a list."""
-    return ListSink()
+    return MemoryAuditSink()
 
 
 @pytest.fixture
@@ -167,7 +145,7 @@ def test_objects_survive_a_new_instance_on_the_same_file(tmp_path: Path, root: R
 # Rotation.
 
 
-def test_rotation_by_age(clock: FakeClock, sink: ListSink) -> None:
+def test_rotation_by_age(clock: FakeClock, sink: MemoryAuditSink) -> None:
     """The current version is replaced once it reaches max_age, and old objects still decrypt."""
     keys = ManagedKeys(MemoryKeyringStore(), clock=clock, audit=sink)
     first = sealstore.encrypt(b"one", keys)
@@ -243,7 +221,7 @@ def test_wraps_are_reserved_before_use_so_a_crash_overcounts() -> None:
     assert version_of(blob) == versions[1].id
 
 
-def test_rotate_on_demand(keys: ManagedKeys, sink: ListSink) -> None:
+def test_rotate_on_demand(keys: ManagedKeys, sink: MemoryAuditSink) -> None:
     """rotate() returns a new current version; earlier versions become active and decrypt."""
     old = sealstore.encrypt(b"old", keys)
     new_version = keys.rotate()
@@ -665,7 +643,7 @@ def test_retirement_elsewhere_takes_effect_after_reload(clock: FakeClock) -> Non
         sealstore.decrypt(blob, second)
 
 
-def test_concurrent_automatic_rotations_collapse(clock: FakeClock, sink: ListSink) -> None:
+def test_concurrent_automatic_rotations_collapse(clock: FakeClock, sink: MemoryAuditSink) -> None:
     """When two instances both find the current version too old, only one new version is made."""
     store = MemoryKeyringStore()
     first = ManagedKeys(store, clock=clock, audit=sink)
@@ -726,14 +704,16 @@ def rewrap(blob: bytes, keys: ManagedKeys) -> bytes:
     return encode_header(header.mode, header.context_field, key_ref, wrapped) + blob[header.size :]
 
 
-def test_rewrap_moves_an_object_to_the_current_version(keys: ManagedKeys, sink: ListSink) -> None:
+def test_rewrap_moves_an_object_to_the_current_version(
+    keys: ManagedKeys, sink: MemoryAuditSink
+) -> None:
     """An unwrap then a wrap re-wraps under the current version; the body is untouched."""
     audited = ManagedKeys(keys.store, clock=keys.clock, audit=sink)
     blob = sealstore.encrypt(b"payload", audited, context={"name": "a"})
     old = version_of(blob)
     current = audited.rotate()
     header = parse_header(blob)
-    sink.events.clear()
+    sink.clear()
     moved = rewrap(blob, audited)
     assert version_of(moved) == current.id
     assert moved[parse_header(moved).size :] == blob[header.size :]
@@ -750,7 +730,7 @@ def test_rewrap_moves_an_object_to_the_current_version(keys: ManagedKeys, sink: 
 # Audit.
 
 
-def test_audit_events(clock: FakeClock, sink: ListSink) -> None:
+def test_audit_events(clock: FakeClock, sink: MemoryAuditSink) -> None:
     """Wraps, unwraps, rotations, retirements and failures are audited, without secrets."""
     keys = ManagedKeys(MemoryKeyringStore(), clock=clock, audit=sink, principal="svc-orders")
     blob = sealstore.encrypt(b"x", keys, context={"tenant": "acme-secret"})
@@ -795,7 +775,7 @@ def test_audit_events(clock: FakeClock, sink: ListSink) -> None:
     assert "acme-secret" not in repr(sink.events)
 
 
-def test_reactivation_is_audited_as_reactivate(keys: ManagedKeys, sink: ListSink) -> None:
+def test_reactivation_is_audited_as_reactivate(keys: ManagedKeys, sink: MemoryAuditSink) -> None:
     """A reactivation, done or refused, is recorded under its own operation: "reactivate"."""
     audited = ManagedKeys(keys.store, clock=keys.clock, audit=sink)
     old = audited.rotate().id
@@ -824,7 +804,7 @@ def test_no_audit_sink_means_no_events(keys: ManagedKeys) -> None:
     assert sealstore.decrypt(sealstore.encrypt(b"x", keys), keys) == b"x"
 
 
-def test_unknown_version_on_an_empty_keyring_is_audited(sink: ListSink) -> None:
+def test_unknown_version_on_an_empty_keyring_is_audited(sink: MemoryAuditSink) -> None:
     """With no keyring yet, a read fails as not found and is audited under a placeholder id."""
     keys = ManagedKeys(MemoryKeyringStore(), audit=sink)
     foreign = sealstore.encrypt(b"x", ManagedKeys(MemoryKeyringStore()))
@@ -1056,7 +1036,7 @@ class BrokenDiskStore:
         raise sealstore.KeystoreError("cannot write the keyring: No space left on device")
 
 
-def test_a_change_recorded_but_not_saved_is_recorded_as_failed(sink: ListSink) -> None:
+def test_a_change_recorded_but_not_saved_is_recorded_as_failed(sink: MemoryAuditSink) -> None:
     """If the keyring cannot be written after the event was recorded, a failure follows it."""
     store = BrokenDiskStore(MemoryKeyringStore())
     keys = ManagedKeys(store, audit=sink)
@@ -1072,7 +1052,7 @@ def test_a_change_recorded_but_not_saved_is_recorded_as_failed(sink: ListSink) -
     assert len(keys.versions()) == 1
 
 
-def test_reserving_wraps_is_not_an_event(sink: ListSink) -> None:
+def test_reserving_wraps_is_not_an_event(sink: MemoryAuditSink) -> None:
     """Writes that only reserve wraps record nothing of their own: the wraps are recorded."""
     keys = ManagedKeys(MemoryKeyringStore(), audit=sink, rotation=RotationPolicy(reserve_block=1))
     for _ in range(3):

@@ -35,7 +35,7 @@ from sealstore.backends.s3 import (
     S3Api,
     S3Backend,
 )
-from tests.backend_contract import BackendContract
+from sealstore.testing.contracts import BackendContract
 from tests.servers import free_ports
 
 if TYPE_CHECKING:

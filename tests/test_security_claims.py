@@ -17,7 +17,7 @@ import pytest
 import sealstore
 from sealstore.backends import MemoryBackend
 from sealstore.placement import METADATA_KEY
-from tests.kms_fakes import MemoryKms
+from sealstore.testing import MemoryKms
 
 MODES = {"managed": 1, "kms": 2, "customer": 3}
 SECRET = b"the plaintext an attacker wants " * 100
@@ -26,8 +26,7 @@ SECRET = b"the plaintext an attacker wants " * 100
 @pytest.fixture
 def providers() -> dict[str, sealstore.KeyProvider]:
     """One provider of each mode."""
-    kms = MemoryKms()
-    kms.create_key("k1")
+    kms = MemoryKms(keys=["k1"])
     return {
         "managed": sealstore.ManagedKeys(sealstore.MemoryKeyringStore()),
         "kms": sealstore.KmsKeys(kms, key_id="k1"),

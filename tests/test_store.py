@@ -21,7 +21,7 @@ from sealstore.backends.fsspec import FsspecBackend
 from sealstore.backends.memory import MemoryBackend
 from sealstore.backends.s3 import S3Backend
 from sealstore.store import METADATA_KEY, OBJECT_CONTEXT_KEY
-from tests.kms_fakes import CountingKms, MemoryKms
+from sealstore.testing import MemoryKms
 from tests.test_s3_backend import s3_client, unique_bucket
 
 if TYPE_CHECKING:
@@ -74,10 +74,7 @@ def managed() -> sealstore.ManagedKeys:
 @pytest.fixture
 def kms_keys() -> sealstore.KmsKeys:
     """KMS keys over an in-memory KMS."""
-    kms = MemoryKms()
-    kms.create_key("k1")
-    kms.create_key("k2")
-    return sealstore.KmsKeys(kms, key_id="k1")
+    return sealstore.KmsKeys(MemoryKms(keys=["k1", "k2"]), key_id="k1")
 
 
 @pytest.fixture
@@ -610,9 +607,7 @@ def test_kms_rewrap_skips_objects_already_under_the_key_unless_forced(
 ) -> None:
     """A second rewrap_all asks the KMS nothing for objects already under the provider's key;
     force=True rewraps them anyway (to move blobs to a key's newest material)."""
-    inner = MemoryKms()
-    inner.create_key("k1")
-    kms = CountingKms(inner)
+    kms = MemoryKms(keys=["k1"])
     keys = sealstore.KmsKeys(kms, key_id="k1")
     store = sealstore.EncryptedStore(backend, keys)
     for name in ("a", "b"):
@@ -620,9 +615,9 @@ def test_kms_rewrap_skips_objects_already_under_the_key_unless_forced(
     kms.calls.clear()
     report = store.rewrap_all()
     assert (report.done, report.current) == (0, 2)
-    assert kms.calls["decrypt"] + kms.calls["generate"] == 0
+    assert kms.calls["decrypt"] + kms.calls["generate_data_key"] == 0
     assert store.rewrap_all(force=True).done == 2
-    assert kms.calls["generate"] == 2
+    assert kms.calls["generate_data_key"] == 2
 
 
 def test_plaintext_that_starts_like_a_header_can_be_read_and_migrated(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TypeAlias
 
@@ -51,6 +51,9 @@ __all__ = [
 ]
 
 Context: TypeAlias = "Mapping[str, str] | None"
+Callback: TypeAlias = "Callable[[int], None] | None"
+"""A byte-progress callback (boto3's ``Callback`` convention): called with the number of
+plaintext bytes transferred since the previous call."""
 
 _NO_CONTEXT: Mapping[str, str] = MappingProxyType({})
 
@@ -196,12 +199,19 @@ def encrypt_detached(
 
 
 def encrypt_stream(
-    src: Readable, dst: Writable, keys: KeyProvider, *, context: Context = None
+    src: Readable,
+    dst: Writable,
+    keys: KeyProvider,
+    *,
+    context: Context = None,
+    callback: Callback = None,
 ) -> int:
     """Encrypt everything ``src`` yields into ``dst``; return the bytes written.
 
     Memory stays at a few megabytes whatever the size of the stream. The output is the
     same object :func:`encrypt` produces, readable by all the decryption functions.
+    ``callback``, if given, is called with the number of plaintext bytes encrypted and
+    written since its previous call (boto3's ``Callback`` convention), once per piece.
     """
     header_bytes, immutable, data_key, key_ref = seal_header(keys, context, None)
     write_all(dst, memoryview(header_bytes))
@@ -215,6 +225,8 @@ def encrypt_stream(
             write_all(dst, out_view[:count])
             written += count
             consumed += len(piece)
+            if callback is not None:
+                callback(len(piece))
     tail = encryptor.finalize()
     write_all(dst, memoryview(tail))
     keys.record_plaintext_bytes(key_ref, consumed)
@@ -228,10 +240,13 @@ def decrypt_stream(
     *,
     context: Context = None,
     header: Buffer | None = None,
+    callback: Callback = None,
 ) -> int:
     """Decrypt an object read from ``src`` into ``dst``; return the plaintext bytes written.
 
-    With ``header`` (the detached placement), ``src`` yields the body alone.
+    With ``header`` (the detached placement), ``src`` yields the body alone. ``callback``,
+    if given, is called with the number of plaintext bytes written to ``dst`` since its
+    previous call (boto3's ``Callback`` convention).
 
     Only authenticated chunks reach ``dst``. If the object was truncated or altered, what
     was written is a prefix of the true plaintext and :class:`~sealstore.DecryptionError`
@@ -252,8 +267,12 @@ def decrypt_stream(
             count = decryptor.update_into(piece, out_view)
             write_all(dst, out_view[:count])
             written += count
+            if callback is not None and count:
+                callback(count)
     tail = decryptor.finalize()
     write_all(dst, memoryview(tail))
+    if callback is not None and tail:
+        callback(len(tail))
     return written + len(tail)
 
 
@@ -295,7 +314,9 @@ class EncryptingReader:
     The pull-based twin of :func:`encrypt_stream`, for code that consumes a stream (an
     upload, say) rather than writing to a sink. ``header`` holds the object's header; with
     ``include_header=False`` the stream yields the body alone (a detached placement keeps the
-    header elsewhere). Memory stays within a few pieces of ``PIECE_SIZE``::
+    header elsewhere). ``callback``, if given, is called with the number of plaintext bytes
+    consumed since its previous call, as pieces are encrypted. Memory stays within a few
+    pieces of ``PIECE_SIZE``::
 
         >>> import io, os, sealstore
         >>> keys = sealstore.CustomerKeys(os.urandom(32))
@@ -311,8 +332,10 @@ class EncryptingReader:
         *,
         context: Context = None,
         include_header: bool = True,
+        callback: Callback = None,
     ) -> None:
         self.header, immutable, data_key, self._key_ref = seal_header(keys, context, None)
+        self._callback = callback
         self._keys = keys
         self._pieces = stream_pieces(src)
         self._encryptor = _aead.StreamEncryptor(data_key, immutable)
@@ -328,6 +351,8 @@ class EncryptingReader:
             if piece is not None:
                 self._consumed += len(piece)
                 self._pending += self._encryptor.update(piece)
+                if self._callback is not None:
+                    self._callback(len(piece))
             else:
                 self._pending += self._encryptor.finalize()
                 self._finished = True

@@ -214,10 +214,13 @@ class EncryptedStore:
         *,
         keys: KeyProvider | None = None,
         context: Mapping[str, str] | None = None,
+        callback: Callable[[int], None] | None = None,
     ) -> ObjectHead:
         """Encrypt ``data`` (bytes, a binary file object or an iterable of bytes) as ``name``.
 
-        Streams in bounded memory whatever the size.
+        Streams in bounded memory whatever the size. ``callback``, if given, is called with
+        the number of plaintext bytes encrypted for the backend since its previous call
+        (boto3's ``Callback`` convention).
         """
         given: object = data  # checked at run time: callers are not always type-checked
         readable = isinstance(given, (Buffer, Iterable)) or hasattr(given, "read")
@@ -228,7 +231,11 @@ class EncryptedStore:
             )
         provider = self._writer(keys)
         reader = EncryptingReader(
-            as_readable(data), provider, context=self._bind(name, context), include_header=False
+            as_readable(data),
+            provider,
+            context=self._bind(name, context),
+            include_header=False,
+            callback=callback,
         )
         return self._store(name, reader.header, reader)
 
@@ -269,10 +276,14 @@ class EncryptedStore:
         *,
         keys: KeyProvider | None = None,
         context: Mapping[str, str] | None = None,
+        callback: Callable[[int], None] | None = None,
     ) -> bytes:
-        """The plaintext of ``name``. With ``context``, the stored context must equal it."""
+        """The plaintext of ``name``. With ``context``, the stored context must equal it.
+
+        ``callback``, if given, is called as for :meth:`download`.
+        """
         sink = io.BytesIO()
-        self.download(name, sink, keys=keys, context=context)
+        self.download(name, sink, keys=keys, context=context, callback=callback)
         return sink.getvalue()
 
     def download(
@@ -282,20 +293,28 @@ class EncryptedStore:
         *,
         keys: KeyProvider | None = None,
         context: Mapping[str, str] | None = None,
+        callback: Callable[[int], None] | None = None,
     ) -> int:
         """Decrypt ``name`` into the binary file ``dst`` in bounded memory; return its size.
 
         Only authenticated plaintext reaches ``dst``; on an error, what was written is an
-        incomplete prefix and must be discarded.
+        incomplete prefix and must be discarded. ``callback``, if given, is called with the
+        number of plaintext bytes written to ``dst`` since its previous call (boto3's
+        ``Callback`` convention).
         """
         located = self._locate(name)
         if located.header is None:
-            return self._plaintext_read(name, located, dst)
+            return self._plaintext_read(name, located, dst, callback)
         provider = self._reader_for(name, located.header, keys)
         expected = self._expected(name, located.header, context, provider)
         with self._same_version(name, located) as body:
             return decrypt_stream(
-                body, dst, provider, context=expected, header=located.header_bytes
+                body,
+                dst,
+                provider,
+                context=expected,
+                header=located.header_bytes,
+                callback=callback,
             )
 
     @contextlib.contextmanager
@@ -571,7 +590,13 @@ class EncryptedStore:
             )
         return located.header
 
-    def _plaintext_read(self, name: str, located: _Located, dst: Writable) -> int:
+    def _plaintext_read(
+        self,
+        name: str,
+        located: _Located,
+        dst: Writable,
+        callback: Callable[[int], None] | None,
+    ) -> int:
         if not self.allow_plaintext_reads:
             self._require_encrypted(name, located)
         copied = 0
@@ -579,6 +604,8 @@ class EncryptedStore:
             for piece in stream_pieces(stream):
                 write_all(dst, memoryview(piece))
                 copied += len(piece)
+                if callback is not None:
+                    callback(len(piece))
         return copied
 
     def _open_located(

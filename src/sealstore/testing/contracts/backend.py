@@ -3,11 +3,14 @@
 To run it against an adapter, subclass :class:`BackendContract` in a test module, name the
 subclass ``Test...`` and give it a ``backend`` fixture returning a fresh, empty backend::
 
+    import pytest
+    from sealstore.testing.contracts import BackendContract
+
     class TestMyBackend(BackendContract):
         bounded_memory = True
 
         @pytest.fixture
-        def backend(self, tmp_path: Path) -> Backend:
+        def backend(self, tmp_path):
             return MyBackend(tmp_path)
 
 The fixture may take any other fixture (a server, a client) and may be a generator that
@@ -544,7 +547,7 @@ class BackendContract:
 
     def test_large_object_streams_in_bounded_memory(self, backend: Backend) -> None:
         """8 MiB go in from a stream and out in pieces, and (if bounded) under 4 MiB of peak."""
-        data = random.Random(8).randbytes(LARGE_SIZE)
+        data = random.Random(8).randbytes(LARGE_SIZE)  # noqa: S311 - reproducible test data
         source = ChunkyReader(data, sizes=(1 << 30, 300_001, 4096))
         with _peak_memory(enabled=self.bounded_memory) as peaks:
             info = backend.put("large/object", source)
