@@ -74,6 +74,7 @@ from sealstore.kms import AwsKms, KeyPolicy, LocalKms
 from sealstore.reader import DecryptedReader
 from sealstore.sealed import RootKey
 from sealstore.store import BulkFailure, BulkReport, EncryptedStore, ObjectHead
+from sealstore.writer import EncryptedWriter
 
 try:
     __version__ = _version("sealstore")
@@ -94,6 +95,7 @@ __all__ = [
     "DecryptedReader",
     "DecryptionError",
     "EncryptedStore",
+    "EncryptedWriter",
     "EncryptingReader",
     "FileKeyringStore",
     "FormatError",

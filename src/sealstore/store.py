@@ -18,7 +18,7 @@ import contextlib
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
-from typing import Final, Literal, final
+from typing import Final, Literal, final, overload
 
 import attrs
 from typing_extensions import Buffer
@@ -61,6 +61,7 @@ from sealstore.placement import (
     read_marker,
 )
 from sealstore.reader import DecryptedReader
+from sealstore.writer import EncryptedWriter
 
 __all__ = [
     "METADATA_KEY",
@@ -334,23 +335,67 @@ class EncryptedStore:
                 )
             yield stream
 
+    @overload
     def open(
         self,
         name: str,
+        mode: Literal["rb"] = "rb",
         *,
         keys: KeyProvider | None = None,
         context: Mapping[str, str] | None = None,
-    ) -> DecryptedReader:
-        """A read-only, seekable file over the plaintext of ``name``.
+    ) -> DecryptedReader: ...
 
-        Each read fetches from the backend only the chunks it touches (one ranged request)
-        and decrypts only those.
+    @overload
+    def open(
+        self,
+        name: str,
+        mode: Literal["wb"],
+        *,
+        keys: KeyProvider | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> EncryptedWriter[ObjectHead]: ...
+
+    def open(
+        self,
+        name: str,
+        mode: Literal["rb", "wb"] = "rb",
+        *,
+        keys: KeyProvider | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> DecryptedReader | EncryptedWriter[ObjectHead]:
+        """A file over the plaintext of ``name``: to read (``"rb"``) or to write (``"wb"``).
+
+        To read: a seekable file; each read fetches from the backend only the chunks it
+        touches (one ranged request) and decrypts only those. With ``context``, the stored
+        context must equal it.
+
+        To write: an :class:`~sealstore.writer.EncryptedWriter` that encrypts (under
+        ``keys``, default the store's, with ``context``, as :meth:`put` does) and uploads as
+        it is written, in bounded memory. The object is stored when the writer is closed;
+        an exception inside ``with``, or a writer dropped unclosed, stores nothing.
         """
+        if mode == "wb":
+            return self._open_writer(name, keys, context)
+        if mode != "rb":
+            raise ValueError(f"open() mode must be 'rb' or 'wb', not {mode!r}")
         located = self._locate(name)
         header = self._require_encrypted(name, located)
         provider = self._reader_for(name, header, keys)
         expected = self._expected(name, header, context, provider)
         return self._open_located(name, located, provider, expected)
+
+    def _open_writer(
+        self, name: str, keys: KeyProvider | None, context: Mapping[str, str] | None
+    ) -> EncryptedWriter[ObjectHead]:
+        provider = self._writer(keys)
+        bound = self._bind(name, context)
+
+        def start(plaintext: Readable) -> Callable[[], ObjectHead]:
+            # Made here, in the caller's thread: a key that cannot wrap fails open().
+            body = EncryptingReader(plaintext, provider, context=bound, include_header=False)
+            return lambda: self._store(name, body.header, body)
+
+        return EncryptedWriter(start, name=name)
 
     def head(self, name: str, *, keys: KeyProvider | None = None) -> ObjectHead:
         """What the header says of ``name``, without decrypting its body.

@@ -20,6 +20,7 @@ import pytest
 from typing_extensions import assert_type
 
 import sealstore
+from sealstore.backends import MemoryBackend
 from sealstore.keys import PROVIDER_FOR_MODE
 from sealstore.keys.base import Provider
 
@@ -44,6 +45,7 @@ PUBLIC_NAMES = {
     "VersionState",
     "RootKey",
     "EncryptingReader",
+    "EncryptedWriter",
     "encrypt_detached",
     "AuditEvent",
     "AuditSink",
@@ -110,6 +112,21 @@ def test_stream_api_types(tmp_path: Path) -> None:
         assert_type(count, int)
     assert written == sealed.stat().st_size
     assert (count, out.getvalue()) == (8, b"streamed")
+
+
+def test_store_open_types() -> None:
+    """EncryptedStore.open returns a reader for "rb" and a writer for "wb"; no other mode."""
+    store = sealstore.EncryptedStore(
+        MemoryBackend(), sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
+    )
+    with store.open("typed", "wb") as writer:
+        assert_type(writer, sealstore.EncryptedWriter[sealstore.ObjectHead])
+        assert_type(writer.write(b"abc"), int)
+    assert_type(writer.result, "sealstore.ObjectHead | None")
+    assert_type(store.open("typed"), sealstore.DecryptedReader)
+    assert_type(store.open("typed", "rb"), sealstore.DecryptedReader)
+    with pytest.raises(ValueError, match="mode"):
+        store.open("typed", "ab")  # type: ignore[call-overload]
 
 
 def test_reader_api_types(tmp_path: Path) -> None:
