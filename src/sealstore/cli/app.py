@@ -1112,7 +1112,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     except typer.TyperException as error:  # a usage error: the message and how to get help
         error.show()  # type: ignore[attr-defined]
-        return error.exit_code  # type: ignore[attr-defined,no-any-return]
+        return error.exit_code
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted")
         return exits.INTERRUPTED

@@ -24,6 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.text import Text
+from typing_extensions import Buffer
 
 Advance = Callable[[int], None]
 """Called with the number of bytes moved since the last call."""
@@ -106,7 +107,7 @@ class CountingWriter:
         self._raw = raw
         self._advance = advance
 
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: Buffer, /) -> int:
         written = self._raw.write(data)
         self._advance(written)
         return written
@@ -118,9 +119,10 @@ class Discard:
     def __init__(self, advance: Advance) -> None:
         self._advance = advance
 
-    def write(self, data: bytes, /) -> int:
-        self._advance(len(data))
-        return len(data)
+    def write(self, data: Buffer, /) -> int:
+        size = memoryview(data).nbytes
+        self._advance(size)
+        return size
 
 
 def _ignore(_count: int) -> None:

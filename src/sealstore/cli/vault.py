@@ -53,13 +53,18 @@ class Layout:
             or data.get("version") != _VERSION
         ):
             raise KeystoreError(f"{where} is not a sealstore vault config of version {_VERSION}")
-        fields = {field.name: data.get(field.name) for field in attrs.fields(cls)}
-        for name, value in fields.items():
-            if value is None and name == "root_key":
-                continue
-            if not isinstance(value, str) or not value or os.path.isabs(value) or ".." in value:
-                raise KeystoreError(f"{where}: '{name}' must be a relative path in the vault")
-        return cls(**fields)
+        fields: dict[str, str | None] = {}
+        for field in attrs.fields(cls):
+            value = data.get(field.name)
+            if value is None and field.name == "root_key":
+                fields[field.name] = None
+            elif (
+                isinstance(value, str) and value and not os.path.isabs(value) and ".." not in value
+            ):
+                fields[field.name] = value
+            else:
+                raise KeystoreError(f"{where}: '{field.name}' must be a relative path in the vault")
+        return cls(**fields)  # type: ignore[arg-type]
 
 
 @attrs.frozen
