@@ -380,3 +380,63 @@ def test_demo_runs_without_the_cli_extra(tmp_path: Path) -> None:
     )
     assert other.returncode == 2
     assert b"pip install 'sealstore[cli]'" in other.stderr
+
+
+def test_context_is_bound_and_mistakes_get_one_line_errors(
+    cli: Cli, ready: Path, tmp_path: Path
+) -> None:
+    """A read with another context exits 4; malformed arguments exit 2; bad files exit 1."""
+    cli("put", str(ready), "ctx", "--context", "team=a")
+    assert "ContextMismatchError" in _error_line(cli("cat", "ctx", "--context", "team=b", code=4))
+    assert cli("cat", "ctx", "--context", "team=a").stdout == ready.read_bytes()
+    assert "KEY=VALUE" in _error_line(cli("put", str(ready), "--context", "team", code=2))
+    assert "standard input" in _error_line(cli("put", "-", code=2))
+    assert "--range" in _error_line(cli("cat", "ctx", "--range", "a-b", code=2))
+    both = cli("put", str(ready), "--kms-key", "k", "--customer-key-file", "k", code=2)
+    assert "not both" in _error_line(both)
+    assert "cannot read" in _error_line(cli("put", "missing.txt", code=1))
+    assert "cannot read the key file" in _error_line(
+        cli("cat", "ctx", "--customer-key-file", "absent.key", code=1)
+    )
+    short = tmp_path / "short.key"
+    short.write_bytes(b"not a key")
+    short.chmod(0o600)
+    assert "32 bytes" in _error_line(
+        cli("put", str(ready), "--customer-key-file", "short.key", code=1)
+    )
+    assert "not a directory" in _error_line(cli("sync", "up", "data.txt", code=1))
+    assert "unsupported target" in _error_line(cli("--target", "ftp://host/x", "ls", code=1))
+    profile = cli(
+        "--target",
+        "s3://bucket",
+        "--profile",
+        "no-such-profile",
+        "ls",
+        code=1,
+        env=_environment(ready.parent / "vault", AWS_CONFIG_FILE=str(tmp_path / "none")),
+    )
+    assert "cannot configure the S3 client" in _error_line(profile)
+
+
+def test_admin_commands_in_every_form(cli: Cli, ready: Path, tmp_path: Path) -> None:
+    """rotate --no-rewrap, describe-key, audit export to a file and bad policies all behave."""
+    version = json.loads(cli("--json", "rotate", "--no-rewrap").stdout)["key_version"]
+    assert json.loads(cli("--json", "keys", "list").stdout)[-1]["id"] == version
+    assert json.loads(cli("--json", "head", "docs/data").stdout)["key_version"] != version
+    key = json.loads(cli("--json", "kms", "create-key", "--alias", "alias/x").stdout)["key_id"]
+    described = cli("kms", "describe-key", "alias/x").stdout.decode()
+    assert key in described
+    assert "enabled" in described
+    cli("audit", "export", "--log", "kms", "--output", "kms.jsonl")
+    exported = (tmp_path / "kms.jsonl").read_text().splitlines()
+    assert "create-key" in [json.loads(line)["operation"] for line in exported]
+    assert "cannot read" in _error_line(cli("kms", "policy", "put", key, "absent.json", code=1))
+    (tmp_path / "bad.json").write_text("{not json")
+    assert "not JSON" in _error_line(cli("kms", "policy", "put", key, "bad.json", code=2))
+    (tmp_path / "odd.json").write_text(json.dumps({"no-such-operation": ["x"]}))
+    assert "not a key policy" in _error_line(cli("kms", "policy", "put", key, "odd.json", code=2))
+    script = Path(sys.executable).with_name("sealstore")
+    done = subprocess.run(  # noqa: S603 - the console script installed with the package
+        [str(script), "--version"], capture_output=True, check=True
+    )
+    assert done.stdout.decode().strip() == f"sealstore {sealstore.__version__}"
