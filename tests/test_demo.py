@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import sealstore
-from sealstore.__main__ import demo
+from sealstore.cli.tour import demo
 
 
 def test_demo_uses_every_mode_rotates_rewraps_and_audits(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_demo_uses_every_mode_rotates_rewraps_and_audits(tmp_path: Path) -> None
 
 
 def test_module_entry_point_runs_as_a_program() -> None:
-    """``python -m sealstore demo`` exits 0; an unknown command exits 2 with usage."""
+    """``python -m sealstore demo`` exits 0; an unknown command exits 2 with the usage line."""
     ok = subprocess.run(
         [sys.executable, "-m", "sealstore", "demo"], capture_output=True, text=True, check=False
     )
@@ -42,4 +42,4 @@ def test_module_entry_point_runs_as_a_program() -> None:
         [sys.executable, "-m", "sealstore", "nonsense"], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2
-    assert "usage" in bad.stderr
+    assert "Usage: sealstore" in bad.stderr
