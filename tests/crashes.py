@@ -33,6 +33,7 @@ __all__ = [
     "crash_kills",
     "kill_after",
     "killed",
+    "report_survived",
     "spawn",
 ]
 
@@ -131,3 +132,8 @@ def check_audit_log(path: Path) -> tuple[int, bool]:
         result = log.verify()
     assert result.ok, result
     return result.records, repaired
+
+
+def report_survived(scenario: str, kills: int, mid_run: int) -> None:
+    """Print what a crash test survived (``nox -s crash`` shows it with ``-rP``)."""
+    print(f"{scenario}: {kills} SIGKILLs survived, {mid_run} of them while the child worked")

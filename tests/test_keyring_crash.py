@@ -20,7 +20,7 @@ from sealstore.audit import JsonlAuditLog
 from sealstore.header import parse_header
 from sealstore.keys.managed import FileKeyringStore, ManagedKeys, RotationPolicy, VersionState
 from sealstore.sealed import RootKey
-from tests.crashes import check_audit_log, crash_kills
+from tests.crashes import check_audit_log, crash_kills, report_survived
 
 MAX_DELAY = 0.2
 """Seconds the parent lets a child run before killing it."""
@@ -96,6 +96,7 @@ def test_keyring_survives_sigkill(tmp_path: Path) -> None:
             assert parse_header(blob).key_ref.decode() in versions
             assert sealstore.decrypt(blob, keys, context={"n": payload}) == payload.encode()
         check_audit_log(audit)
+    report_survived("keyring rotation", kills, killed_mid_loop)
     assert killed_mid_loop == kills
     assert len(reported_versions) >= kills
     assert reported_objects

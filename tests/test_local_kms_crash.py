@@ -23,7 +23,7 @@ from sealstore.audit import AuditEvent, JsonlAuditLog, Operation, Outcome
 from sealstore.kms.local import LocalKms
 from sealstore.kms.policy import KeyOperation, KeyPolicy
 from sealstore.sealed import RootKey
-from tests.crashes import check_audit_log, crash_kills
+from tests.crashes import check_audit_log, crash_kills, report_survived
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRINCIPAL = "writer"
@@ -193,6 +193,7 @@ def test_sigkill_at_random_moments_loses_nothing_reported(tmp_path: Path) -> Non
             kms = LocalKms(directory, root_key=RootKey.from_base64(root_key), audit=NullSink())
             reported.check(kms)
             check_audit_log(directory / "audit.jsonl")
+    report_survived("LocalKms writes", kills, kills_mid_run)
     assert kills_mid_run == kills
     # The next change removes the copies that writers killed mid-write left behind.
     checker.create_key(principal=PRINCIPAL)

@@ -25,6 +25,7 @@ from tests.crashes import (
     crash_kills,
     kill_after,
     killed,
+    report_survived,
     spawn,
 )
 
@@ -97,6 +98,7 @@ def test_killed_put_leaves_no_partial_object(tmp_path: Path) -> None:
             check_audit_log(tmp_path / "audit.jsonl")
     finally:
         del os.environ["SEALSTORE_ROOT_KEY"]
+    report_survived("put/overwrite", kills, mid_run)
     assert visible >= 0  # the children got versions written
     assert mid_run >= kills // 2  # most kills landed while the child was working
     assert len(known_versions) > 1
