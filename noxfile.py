@@ -66,6 +66,41 @@ def fuzz(session: nox.Session) -> None:
         )
 
 
+CRASH_TESTS = (
+    "tests/test_store_crash.py",
+    "tests/test_keyring_crash.py",
+    "tests/test_local_kms_crash.py",
+    "tests/test_audit_crash.py",
+    "tests/test_bulk_crash.py",
+)
+
+
+@nox.session
+def crash(session: nox.Session) -> None:
+    """The crash tests with many SIGKILLs each (SEALSTORE_CRASH_KILLS, default 200)."""
+    session.install("-e", ".", *_group("test"))
+    kills = os.environ.get("SEALSTORE_CRASH_KILLS") or "200"
+    session.run(
+        "pytest",
+        *CRASH_TESTS,
+        "-p",
+        "no:cacheprovider",
+        "-rP",  # each test's line of kills survived
+        "--durations=0",
+        *session.posargs,
+        env={"SEALSTORE_CRASH_KILLS": kills},
+    )
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Four processes writing, reading, rotating and rewrapping one store, on the file
+    system and on SeaweedFS (SEALSTORE_SOAK_SECONDS per backend, default 60)."""
+    session.install("-e", ".", *_group("test"))
+    seconds = os.environ.get("SEALSTORE_SOAK_SECONDS") or "60"
+    session.run("python", "-m", "tests.soak", "--seconds", seconds, *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""

@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import sealstore
+from sealstore.audit import JsonlAuditLog
 from sealstore.header import parse_header
 from sealstore.keys.managed import FileKeyringStore, ManagedKeys, RotationPolicy, VersionState
 from sealstore.sealed import RootKey
+from tests.crashes import check_audit_log, crash_kills, report_survived
 
-KILLS = 25
 MAX_DELAY = 0.2
 """Seconds the parent lets a child run before killing it."""
 ROTATIONS = 20
@@ -54,16 +55,19 @@ def _complete_lines(path: Path) -> list[list[str]]:
 
 
 def test_keyring_survives_sigkill(tmp_path: Path) -> None:
-    """After each of many SIGKILLs, every reported version is present and unwraps its objects."""
+    """After each of many SIGKILLs, every reported version is present and unwraps its objects,
+    and the audit log of the rotations and wraps verifies."""
     rng = random.Random(3)
+    kills = crash_kills()
     root = RootKey.generate()
     path = tmp_path / "keyring"
+    audit = tmp_path / "audit.jsonl"
     reported_versions: set[str] = set()
     reported_objects: list[tuple[str, bytes]] = []
     killed_mid_loop = 0
-    for kill in range(KILLS):
+    for kill in range(kills):
         records = tmp_path / f"records-{kill}"
-        child = _child(root, "rotate-and-wrap", str(path), str(records))
+        child = _child(root, "rotate-and-wrap", str(path), str(records), str(audit))
         try:
             assert child.stdout is not None
             assert child.stdout.readline() == b"ready\n"
@@ -91,8 +95,10 @@ def test_keyring_survives_sigkill(tmp_path: Path) -> None:
         for payload, blob in reported_objects:
             assert parse_header(blob).key_ref.decode() in versions
             assert sealstore.decrypt(blob, keys, context={"n": payload}) == payload.encode()
-    assert killed_mid_loop == KILLS
-    assert len(reported_versions) >= KILLS
+        check_audit_log(audit)
+    report_survived("keyring rotation", kills, killed_mid_loop)
+    assert killed_mid_loop == kills
+    assert len(reported_versions) >= kills
     assert reported_objects
 
 
@@ -135,10 +141,12 @@ def test_concurrent_rotations_lose_no_version(tmp_path: Path) -> None:
 # The children.
 
 
-def _rotate_and_wrap(path: str, records: str) -> None:
+def _rotate_and_wrap(path: str, records: str, audit: str) -> None:
     """Rotate, then wrap a few objects, in a loop; report each result once it is returned."""
     keys = ManagedKeys(
-        FileKeyringStore(path, RootKey.from_env(), create=True), rotation=CHILD_POLICY
+        FileKeyringStore(path, RootKey.from_env(), create=True),
+        rotation=CHILD_POLICY,
+        audit=JsonlAuditLog(audit),
     )
     with open(records, "w", encoding="ascii") as out:
         print("ready", flush=True)
@@ -162,4 +170,7 @@ def _rotate(path: str, count: str) -> None:
 
 
 if __name__ == "__main__":
-    {"rotate-and-wrap": _rotate_and_wrap, "rotate": _rotate}[sys.argv[1]](*sys.argv[2:])
+    if sys.argv[1] == "rotate":
+        _rotate(*sys.argv[2:4])
+    else:
+        _rotate_and_wrap(*sys.argv[2:5])

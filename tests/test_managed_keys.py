@@ -910,6 +910,17 @@ def test_forged_versions_do_not_make_every_read_reload_the_keyring(clock: FakeCl
     assert store.loads - before == 2
 
 
+def test_versions_rotated_in_quick_succession_elsewhere_are_found(clock: FakeClock) -> None:
+    """Objects under versions another process rotated within the same second all decrypt."""
+    shared = MemoryKeyringStore()
+    writer, reader = ManagedKeys(shared, clock=clock), ManagedKeys(shared, clock=clock)
+    sealstore.decrypt(sealstore.encrypt(b"first", writer), reader)
+    for number in range(3):
+        writer.rotate()
+        blob = sealstore.encrypt(str(number).encode(), writer)
+        assert sealstore.decrypt(blob, reader) == str(number).encode()
+
+
 # A keyring change is recorded before it is saved, and not saved if recording fails.
 
 

@@ -85,7 +85,8 @@ def _non_empty(_instance: object, _attribute: attrs.Attribute[str], value: str) 
 
 
 _UNKNOWN_RELOAD_INTERVAL: Final = timedelta(seconds=1)
-"""Reloads of the keyring for headers naming an unknown version are at most this frequent."""
+"""After a reload that did not find a header's unknown version, the next reload for an unknown
+version waits this long."""
 
 
 class _State:
@@ -443,13 +444,14 @@ class ManagedKeys:
             or now - state.loaded_at >= self.rotation.reload_after
             or (unknown and now - state.unknown_reload_at >= _UNKNOWN_RELOAD_INTERVAL)
         ):
-            # Unknown here may be new elsewhere: read the store again before failing, but at
-            # most once a second for unknown versions, so forged headers cannot make every
-            # read reload (and lock) the keyring.
+            # Unknown here may be new elsewhere: read the store again before failing. Only a
+            # reload that does not find the version holds off the next one for a second, so
+            # forged headers cannot make every read reload (and lock) the keyring, while
+            # versions rotated elsewhere in quick succession are each found.
             with state.lock:
-                if unknown:
-                    state.unknown_reload_at = now
                 ring = self._reload(now)
+                if unknown and (ring is None or version not in ring.by_id):
+                    state.unknown_reload_at = now
         entry = None if ring is None else ring.by_id.get(version)
         if ring is None or entry is None:
             self._record(
