@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -733,3 +733,41 @@ def test_put_of_something_that_is_not_data_says_what_to_pass(
         store.put("x", data)  # type: ignore[arg-type]
     assert issubclass(sealstore.InvalidDataError, TypeError)
     assert [head.name for head in store.list()] == []
+
+
+@pytest.mark.parametrize("backend", ["memory", "s3-moto", "s3-seaweedfs"], indirect=True)
+def test_migration_never_overwrites_a_write_made_meanwhile(
+    backend: Backend, managed: sealstore.ManagedKeys
+) -> None:
+    """encrypt_existing replaces a plaintext object only while it is the one that was read:
+    another writer's newer object is left as it is and the object is reported as failed."""
+    backend.put("legacy", b"old plaintext")
+
+    class RacingBackend:
+        keeps_metadata = backend.keeps_metadata
+        head = staticmethod(backend.head)
+        get = staticmethod(backend.get)
+        list = staticmethod(backend.list)
+        copy = staticmethod(backend.copy)
+        delete = staticmethod(backend.delete)
+        raced = False
+
+        def put(
+            self,
+            name: str,
+            data: bytes | ReadableStream | Iterable[bytes],
+            *,
+            metadata: Mapping[str, str] | None = None,
+            if_match: str | None = None,
+        ) -> ObjectInfo:
+            if not self.raced:
+                self.raced = True
+                backend.put(name, b"newer plaintext, written meanwhile")
+            return backend.put(name, data, metadata=metadata, if_match=if_match)
+
+    store = sealstore.EncryptedStore(RacingBackend(), managed)  # type: ignore[arg-type]
+    report = store.encrypt_existing()
+    assert [(f.name, f.error) for f in report.failed] == [("legacy", "ObjectChangedError")]
+    with closing(backend.get("legacy")) as stream:
+        assert stream.read() == b"newer plaintext, written meanwhile"
+    assert store.encrypt_existing().done == 1

@@ -517,9 +517,15 @@ class EncryptedStore:
             return "current"
         if located.ambiguous is not None and not include_ambiguous:
             self._require_encrypted(info.name, located)
-        # Conditional: an object encrypted by someone else meanwhile is never encrypted twice.
-        with closing(self.backend.get(info.name, if_match=located.info.etag)) as plaintext:
-            self.put(info.name, plaintext)
+        # Read and replaced under the etag it was listed with: an object written by someone
+        # else meanwhile (encrypted or not) is never encrypted in its place, nor twice.
+        etag = located.info.etag
+        with closing(self.backend.get(info.name, if_match=etag)) as plaintext:
+            provider = self._writer(None)
+            reader = EncryptingReader(
+                plaintext, provider, context=self._bind(info.name, None), include_header=False
+            )
+            self._store(info.name, reader.header, reader, if_match=etag)
         return "done"
 
     def _writer(self, keys: KeyProvider | None) -> KeyProvider:
@@ -585,10 +591,12 @@ class EncryptedStore:
             raise ProviderMismatchError(f"object {name!r} needs {needed}: {hint}")
         return provider
 
-    def _store(self, name: str, header: bytes, body: Readable) -> ObjectHead:
+    def _store(
+        self, name: str, header: bytes, body: Readable, if_match: str | None = None
+    ) -> ObjectHead:
         placement, metadata = place(header, keeps_metadata=self.backend.keeps_metadata)
         stored = body if placement == "detached" else Chain(header, body)
-        info = self.backend.put(name, stored, metadata=metadata)
+        info = self.backend.put(name, stored, metadata=metadata, if_match=if_match)
         located = _Located(attrs.evolve(info, name=name), parse_header(header), header, placement)
         return _describe(name, located)
 
