@@ -381,3 +381,12 @@ def test_iterables_of_anything_but_bytes_are_refused(
     with pytest.raises(TypeError, match="bytes"):
         store.put("bad", bad)  # type: ignore[arg-type]
     assert [info.name for info in store.backend.list("")] == []
+
+
+def test_unusable_streams_and_data_are_sealstore_errors(keys: sealstore.CustomerKeys) -> None:
+    """A non-blocking stream and data of the wrong kind raise InvalidDataError: a sealstore
+    error that is also a TypeError."""
+    with pytest.raises(sealstore.InvalidDataError, match="non-blocking"):
+        sealstore.encrypt_stream(io.BytesIO(b"data"), WouldBlockRaw(), keys)
+    with pytest.raises(sealstore.InvalidDataError, match="encode text first"):
+        MemoryBackend().put("x", "text")  # type: ignore[arg-type]

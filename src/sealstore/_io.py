@@ -14,6 +14,8 @@ from typing import Final, Protocol, TypeVar
 
 from typing_extensions import Buffer
 
+from sealstore.errors import InvalidDataError
+
 __all__ = [
     "PIECE_SIZE",
     "Chain",
@@ -92,10 +94,10 @@ def write_all(dst: Writable, data: memoryview) -> None:
     """Write every byte of ``data``, however many calls ``dst`` needs to take them.
 
     A raw stream (:class:`io.RawIOBase`) returning ``None`` would block: non-blocking streams
-    are refused with :class:`TypeError`, as is a write that takes 0 bytes, since the bytes
-    would otherwise be lost. Any other object returning ``None`` from ``write`` is taken to
-    have written everything, as :func:`shutil.copyfileobj` takes it (many file-like objects,
-    web responses among them, return nothing).
+    are refused with :class:`~sealstore.InvalidDataError`, as is a write that takes 0 bytes,
+    since the bytes would otherwise be lost. Any other object returning ``None`` from
+    ``write`` is taken to have written everything, as :func:`shutil.copyfileobj` takes it
+    (many file-like objects, web responses among them, return nothing).
     """
     while data:
         count = dst.write(data)
@@ -128,15 +130,15 @@ def stream_pieces(src: Readable) -> Iterator[memoryview | bytes]:
             yield view[:count]
 
 
-def _unready_input(method: str) -> TypeError:
-    return TypeError(
+def _unready_input(method: str) -> InvalidDataError:
+    return InvalidDataError(
         f"the input stream's {method}() returned None, as a non-blocking stream does when no "
         "data is ready: non-blocking streams are not supported; pass a blocking binary stream"
     )
 
 
-def _unready_output(returned: int | None) -> TypeError:
-    return TypeError(
+def _unready_output(returned: int | None) -> InvalidDataError:
+    return InvalidDataError(
         f"the output stream's write() returned {returned!r}, as a non-blocking stream does when "
         "it cannot take more: non-blocking streams are not supported; pass a blocking binary "
         "stream whose write() returns how many bytes it took"
@@ -148,23 +150,32 @@ def pieces(data: bytes | Readable | Iterable[bytes]) -> Iterator[Buffer]:
 
     Bytes come out in slices of at most ``PIECE_SIZE`` without being copied; an iterable's
     pieces come out as they are. ``str`` data, and text streams, are refused with
-    :class:`TypeError` here, before any storage is touched.
+    :class:`~sealstore.InvalidDataError` (a :class:`TypeError`) here, before any storage is
+    touched.
 
     >>> [len(p) for p in pieces(io.BytesIO(bytes(PIECE_SIZE + 1)))]
     [1048576, 1]
     """
-    given: object = data  # checked at run time: callers are not always type-checked
-    if isinstance(given, str):
-        raise TypeError("put data must be bytes, a binary file or an iterable of bytes, not str")
+    given = _check_data(data)
     if isinstance(given, _BYTES_LIKE):
         return _slices(memoryview(given).cast("B"))
     if hasattr(given, "read"):
         return _reads(given.read)
-    if isinstance(given, Iterable):
-        return _items(given)
-    raise TypeError(
-        f"put data must be bytes, a binary file or an iterable of bytes, not {type(given).__name__}"
-    )
+    return _items(given)  # type: ignore[arg-type]
+
+
+def _check_data(data: object) -> object:
+    """``data`` itself if it is bytes, a binary file or an iterable of bytes (its pieces are
+    checked as they come); :class:`~sealstore.InvalidDataError` otherwise. Callers are not
+    always type-checked, so this runs before any storage is touched."""
+    if isinstance(data, str) or not (
+        isinstance(data, (*_BYTES_LIKE, Iterable)) or hasattr(data, "read")
+    ):
+        raise InvalidDataError(
+            f"put data must be bytes, a binary file or an iterable of bytes, not "
+            f"{type(data).__name__}: encode text first (for example text.encode())"
+        )
+    return data
 
 
 def _slices(view: memoryview) -> Iterator[Buffer]:
@@ -178,7 +189,7 @@ def _reads(read: Callable[[int], object]) -> Iterator[Buffer]:
         if piece is None:
             raise _unready_input("read")
         if not isinstance(piece, _BYTES_LIKE):
-            raise TypeError(
+            raise InvalidDataError(
                 f"put data stream returned {type(piece).__name__}: open files in binary mode"
             )
         if not piece:
@@ -189,7 +200,7 @@ def _reads(read: Callable[[int], object]) -> Iterator[Buffer]:
 def _items(items: Iterable[object]) -> Iterator[Buffer]:
     for piece in items:
         if not isinstance(piece, _BYTES_LIKE):
-            raise TypeError(
+            raise InvalidDataError(
                 f"put data iterable yielded {type(piece).__name__}: it must yield bytes"
             )
         if piece:
@@ -275,15 +286,14 @@ def as_readable(data: Buffer | Readable | Iterable[bytes]) -> Readable:
     """``data`` (bytes, a binary stream or an iterable of bytes) as one stream to read.
 
     ``str`` data, and an iterable yielding anything but bytes-like pieces, are refused with
-    :class:`TypeError` (an ``int`` piece would otherwise become that many zero bytes).
+    :class:`~sealstore.InvalidDataError` (an ``int`` piece would otherwise become that many
+    zero bytes).
 
     >>> stream = as_readable([b"ab", b"cd"])
     >>> stream.read(3), stream.read()
     (b'abc', b'd')
     """
-    given: object = data  # checked at run time: callers are not always type-checked
-    if isinstance(given, str):
-        raise TypeError("put data must be bytes, a binary file or an iterable of bytes, not str")
+    given = _check_data(data)
     if isinstance(given, _BYTES_LIKE):
         return io.BytesIO(given)
     if hasattr(given, "read"):

@@ -137,7 +137,8 @@ class InvalidKeyError(SealstoreError, ValueError):
 
 
 class InvalidDataError(SealstoreError, TypeError):
-    """Data handed to a write is not bytes, a binary file or an iterable of bytes."""
+    """Data or a stream handed to sealstore cannot be used: not bytes, a binary file or an
+    iterable of bytes, or a non-blocking stream (its ``read`` or ``write`` returned ``None``)."""
 
 
 class ProviderMismatchError(SealstoreError):

@@ -40,7 +40,6 @@ from sealstore.errors import (
     DecryptionError,
     FormatError,
     InvalidContextError,
-    InvalidDataError,
     InvalidKeyError,
     NotEncryptedError,
     ObjectChangedError,
@@ -223,22 +222,7 @@ class EncryptedStore:
         the number of plaintext bytes encrypted for the backend since its previous call
         (boto3's ``Callback`` convention).
         """
-        given: object = data  # checked at run time: callers are not always type-checked
-        readable = isinstance(given, (Buffer, Iterable)) or hasattr(given, "read")
-        if isinstance(given, str) or not readable:
-            raise InvalidDataError(
-                f"put() takes bytes, a binary file or an iterable of bytes, not "
-                f"{type(given).__name__}: encode text first (for example text.encode())"
-            )
-        provider = self._writer(keys)
-        reader = EncryptingReader(
-            as_readable(data),
-            provider,
-            context=self._bind(name, context),
-            include_header=False,
-            callback=callback,
-        )
-        return self._store(name, reader.header, reader)
+        return self._put(name, as_readable(data), keys, context, callback)
 
     def copy(
         self,
@@ -521,11 +505,7 @@ class EncryptedStore:
         # else meanwhile (encrypted or not) is never encrypted in its place, nor twice.
         etag = located.info.etag
         with closing(self.backend.get(info.name, if_match=etag)) as plaintext:
-            provider = self._writer(None)
-            reader = EncryptingReader(
-                plaintext, provider, context=self._bind(info.name, None), include_header=False
-            )
-            self._store(info.name, reader.header, reader, if_match=etag)
+            self._put(info.name, plaintext, None, None, None, if_match=etag)
         return "done"
 
     def _writer(self, keys: KeyProvider | None) -> KeyProvider:
@@ -591,9 +571,30 @@ class EncryptedStore:
             raise ProviderMismatchError(f"object {name!r} needs {needed}: {hint}")
         return provider
 
-    def _store(
-        self, name: str, header: bytes, body: Readable, if_match: str | None = None
+    def _put(
+        self,
+        name: str,
+        data: Readable,
+        keys: KeyProvider | None,
+        context: Mapping[str, str] | None,
+        callback: Callable[[int], None] | None,
+        *,
+        if_match: str | None = None,
     ) -> ObjectHead:
+        """Encrypt ``data`` as ``name`` and store it in the placement the backend allows."""
+        reader = EncryptingReader(
+            data,
+            self._writer(keys),
+            context=self._bind(name, context),
+            include_header=False,
+            callback=callback,
+        )
+        return self._store(name, reader.header, reader, if_match=if_match)
+
+    def _store(
+        self, name: str, header: bytes, body: Readable, *, if_match: str | None = None
+    ) -> ObjectHead:
+        """Store an encrypted ``body`` with its ``header`` where the backend allows."""
         placement, metadata = place(header, keeps_metadata=self.backend.keeps_metadata)
         stored = body if placement == "detached" else Chain(header, body)
         info = self.backend.put(name, stored, metadata=metadata, if_match=if_match)
