@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,6 +15,10 @@ import sealstore.testing.plugin
 from sealstore.audit import AuditEvent
 from tests.leaks import PLAINTEXT_MARKER, LogCatcher, SecretRegistry, key_material
 from tests.servers import running_moto, running_seaweedfs
+from tests.test_s3_backend import s3_client, unique_bucket
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 _REGISTRY = SecretRegistry()
 _REGISTRY.add(PLAINTEXT_MARKER, lasting=True)
@@ -145,3 +149,17 @@ def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_bucket(moto_server: str) -> tuple[S3Client, str]:
+    """A bucket on moto_server shared by the tests that run on every backend."""
+    client = s3_client(moto_server)
+    return client, unique_bucket(client)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_bucket(seaweedfs_server: str) -> tuple[S3Client, str]:
+    """A bucket on SeaweedFS shared by the tests that run on every backend."""
+    client = s3_client(seaweedfs_server)
+    return client, unique_bucket(client)

@@ -11,58 +11,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
-import fsspec
 import pytest
 
 import sealstore
 from sealstore.backends import Backend, ObjectInfo, ReadableStream
 from sealstore.backends.filesystem import FileSystemBackend
-from sealstore.backends.fsspec import FsspecBackend
 from sealstore.backends.memory import MemoryBackend
-from sealstore.backends.s3 import S3Backend
 from sealstore.store import METADATA_KEY, OBJECT_CONTEXT_KEY
 from sealstore.testing import MemoryKms
-from tests.test_s3_backend import s3_client, unique_bucket
+from tests.every_backend import BACKEND_KINDS, make_backend
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    pass
 
 CHUNK = 16384
 BackendFactory = Callable[[], Backend]
 
 
-@pytest.fixture(scope="session")
-def moto_bucket(moto_server: str) -> tuple[S3Client, str]:
-    """A bucket on moto_server shared by the store tests (each test has its own prefix)."""
-    client = s3_client(moto_server)
-    return client, unique_bucket(client)
-
-
-@pytest.fixture(scope="session")
-def seaweedfs_bucket(seaweedfs_server: str) -> tuple[S3Client, str]:
-    """A bucket on SeaweedFS shared by the store tests (each test has its own prefix)."""
-    client = s3_client(seaweedfs_server)
-    return client, unique_bucket(client)
-
-
-@pytest.fixture(params=["memory", "filesystem", "fsspec-memory", "s3-moto", "s3-seaweedfs"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+@pytest.fixture(params=BACKEND_KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """Every backend; the S3 ones on real servers started by the test session."""
-    prefix = f"t-{os.urandom(6).hex()}/"
-    if request.param == "memory":
-        yield MemoryBackend()
-    elif request.param == "filesystem":
-        yield FileSystemBackend(tmp_path / "store")
-    elif request.param == "fsspec-memory":
-        fs = fsspec.filesystem("memory", skip_instance_cache=True)
-        yield FsspecBackend(fs, f"/sealstore-test-{os.urandom(4).hex()}")
-    elif request.param == "s3-moto":
-        client, bucket = request.getfixturevalue("moto_bucket")
-        yield S3Backend(client, bucket, prefix)
-    else:
-        client, bucket = request.getfixturevalue("seaweedfs_bucket")
-        # SeaweedFS lists a directory before siblings that sort before "/".
-        yield S3Backend(client, bucket, prefix, list_by_directory=True)
+    return make_backend(request.param, request, tmp_path)
 
 
 @pytest.fixture

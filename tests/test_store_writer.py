@@ -8,11 +8,10 @@ import io
 import os
 import threading
 import tracemalloc
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fsspec
 import pytest
 
 import sealstore
@@ -24,49 +23,18 @@ from sealstore.backends.memory import MemoryBackend
 from sealstore.backends.s3 import MIN_PART_SIZE, S3Backend
 from sealstore.testing import MemoryKms
 from sealstore.writer import DEFAULT_LIMIT
-from tests.test_s3_backend import s3_client, unique_bucket
+from tests.every_backend import BACKEND_KINDS, make_backend
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    pass
 
 CHUNK = 16384
 
 
-@pytest.fixture(scope="module")
-def moto_bucket(moto_server: str) -> tuple[S3Client, str]:
-    """A bucket on moto_server for these tests (each test has its own prefix)."""
-    client = s3_client(moto_server)
-    return client, unique_bucket(client)
-
-
-@pytest.fixture(scope="module")
-def seaweedfs_bucket(seaweedfs_server: str) -> tuple[S3Client, str]:
-    """A bucket on SeaweedFS for these tests (each test has its own prefix)."""
-    client = s3_client(seaweedfs_server)
-    return client, unique_bucket(client)
-
-
-@pytest.fixture(params=["memory", "filesystem", "fsspec-memory", "s3-moto", "s3-seaweedfs"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+@pytest.fixture(params=BACKEND_KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """Every backend; the S3 ones on real servers, with the smallest part size S3 allows."""
-    prefix = f"t-{os.urandom(6).hex()}/"
-    if request.param == "memory":
-        yield MemoryBackend()
-    elif request.param == "filesystem":
-        yield FileSystemBackend(tmp_path / "store")
-    elif request.param == "fsspec-memory":
-        fs = fsspec.filesystem("memory", skip_instance_cache=True)
-        yield FsspecBackend(fs, f"/sealstore-test-{os.urandom(4).hex()}")
-    else:
-        server = "moto_bucket" if request.param == "s3-moto" else "seaweedfs_bucket"
-        client, bucket = request.getfixturevalue(server)
-        yield S3Backend(
-            client,
-            bucket,
-            prefix,
-            part_size=MIN_PART_SIZE,
-            list_by_directory=request.param == "s3-seaweedfs",
-        )
+    return make_backend(request.param, request, tmp_path, part_size=MIN_PART_SIZE)
 
 
 @pytest.fixture
