@@ -740,3 +740,31 @@ def test_migration_never_overwrites_a_write_made_meanwhile(
     with closing(backend.get("legacy")) as stream:
         assert stream.read() == b"newer plaintext, written meanwhile"
     assert store.encrypt_existing().done == 1
+
+
+def test_a_bulk_rewrap_does_not_read_the_keyring_for_every_object() -> None:
+    """Deciding whether each object is already current uses the keyring as last read: a
+    rewrap of many objects reads the keyring a bounded number of times, not once each."""
+
+    class CountingKeyringStore:
+        def __init__(self) -> None:
+            self.inner = sealstore.MemoryKeyringStore()
+            self.loads = 0
+
+        def load(self) -> bytes | None:
+            self.loads += 1
+            return self.inner.load()
+
+        def update(self, change: Callable[[bytes | None], bytes | None]) -> bytes | None:
+            return self.inner.update(change)
+
+    keyring = CountingKeyringStore()
+    managed = sealstore.ManagedKeys(keyring)
+    store = sealstore.EncryptedStore(MemoryBackend(), managed)
+    for n in range(50):
+        store.put(f"o{n}", b"x")
+    managed.rotate()
+    keyring.loads = 0
+    assert store.rewrap_all().done == 50
+    assert store.rewrap_all().current == 50
+    assert keyring.loads <= 2

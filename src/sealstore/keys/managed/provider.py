@@ -195,11 +195,16 @@ class ManagedKeys:
         """Nothing to account for: rotation by count counts data keys, not bytes."""
 
     def is_current(self, key_ref: bytes) -> bool:
-        """Whether ``key_ref`` names the current version (the keyring is read afresh)."""
-        return any(
-            version.state is VersionState.CURRENT and version.id.encode("ascii") == key_ref
-            for version in self.versions()
-        )
+        """Whether ``key_ref`` names the current version, as wraps see it: the keyring as last
+        read, read again once ``rotation.reload_after`` has passed (a bulk rewrap asks this
+        for every object, so it must not read the keyring each time)."""
+        now = self._now()
+        state = self._state
+        with state.lock:
+            ring = state.ring
+            if ring is None or now - state.loaded_at >= self.rotation.reload_after:
+                ring = self._reload(now)
+        return ring is not None and ring.current.encode("ascii") == key_ref
 
     @staticmethod
     def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:
