@@ -622,3 +622,52 @@ def test_plaintext_size_around_chunk_boundaries(length: int) -> None:
     else:
         assert _aead.plaintext_size(length) == expected
         assert _aead.body_size(expected) == length
+
+
+@pytest.mark.parametrize("vector", _params(VALID))
+def test_chunk_sealer_reproduces_valid(vector: ChunkedVector) -> None:
+    """Resumed from the vector's prefix, the sealer writes the vector's body byte for byte,
+    whether the chunks are sealed as one run, or one by one in reverse order."""
+    message = _message(vector)
+    prefix = vector.ct[: _aead.BODY_PREFIX_SIZE]
+    sealer = _aead.ChunkSealer.resume(vector.key, vector.ctx, prefix)
+    out = bytearray(_aead.sealed_run_size(len(message), final=True))
+    written = sealer.seal_run_into(0, message, out, final=True)
+    assert written == len(out)
+    assert prefix + bytes(out) == vector.ct
+    count = len(message) // _aead.CHUNK_SIZE + 1
+    pieces = {
+        index: sealer.seal_chunk(
+            index, message[index * _aead.CHUNK_SIZE : (index + 1) * _aead.CHUNK_SIZE]
+        )
+        for index in reversed(range(count))
+    }
+    assert prefix + b"".join(pieces[index] for index in range(count)) == vector.ct
+
+
+@pytest.mark.parametrize("vector", _params(KEY_SIZE))
+def test_chunk_sealer_rejects_invalid_key_size(vector: ChunkedVector) -> None:
+    with pytest.raises(sealstore.InvalidKeyError):
+        _aead.ChunkSealer.resume(vector.key, vector.ctx, vector.ct[: _aead.BODY_PREFIX_SIZE])
+
+
+def test_new_chunk_sealer_body_decrypts_and_resumes_only_from_its_prefix() -> None:
+    key, context = bytes(range(32)), b"ctx"
+    sealer = _aead.ChunkSealer.new(key, context)
+    message = bytes(range(256)) * 200
+    out = bytearray(_aead.sealed_run_size(len(message), final=True))
+    sealer.seal_run_into(0, message, out, final=True)
+    body = sealer.prefix + bytes(out)
+    plain = bytearray(len(message))
+    _aead.decrypt_body_into(key, context, body, memoryview(plain))
+    assert plain == message
+    assert repr(sealer) == "ChunkSealer(<key hidden>)"
+    forged = bytes([sealer.prefix[0] ^ 1]) + sealer.prefix[1:]
+    with pytest.raises(sealstore.DecryptionError):
+        _aead.ChunkSealer.resume(key, context, forged)
+    with pytest.raises(ValueError, match="whole chunks"):
+        sealer.seal_run_into(0, b"x", bytearray(17), final=False)
+    with pytest.raises(ValueError, match="2\\^38"):
+        sealer.seal_chunk(_aead.MAX_CHUNKS, b"")
+    with pytest.raises(ValueError, match="2\\^38"):
+        sealer.seal_run_into(_aead.MAX_CHUNKS, b"", bytearray(16), final=True)

@@ -256,6 +256,109 @@ class StreamDecryptor:
             raise DecryptionError(_TAMPERED) from None
 
 
+def _derive_chunk_key(key: bytes, context: bytes, salt: bytes) -> tuple[bytes, int, bytes]:
+    """The chunk key, the base nonce (as an integer) and the commitment for one body."""
+    derived = HKDFExpand(SHA512(), _DERIVED_SIZE, _INFO_PREFIX + salt + context).derive(key)
+    base_nonce = int.from_bytes(derived[KEY_SIZE : KEY_SIZE + NONCE_SIZE], "big")
+    return derived[:KEY_SIZE], base_nonce, derived[KEY_SIZE + NONCE_SIZE :]
+
+
+def _checked_prefix(key: bytes, context: bytes, prefix: bytes) -> tuple[bytes, int]:
+    """The chunk key and base nonce of a body whose first 56 bytes are ``prefix``.
+
+    The commitment in ``prefix`` is compared in constant time before anything is returned.
+    """
+    _check_key(key)
+    if len(prefix) != BODY_PREFIX_SIZE:
+        raise DecryptionError(_TAMPERED)
+    chunk_key, base_nonce, commitment = _derive_chunk_key(key, context, prefix[:SALT_SIZE])
+    if not hmac.compare_digest(commitment, prefix[SALT_SIZE:]):
+        raise DecryptionError(_TAMPERED)
+    return chunk_key, base_nonce
+
+
+def _chunk_nonce(base_nonce: int, index: int) -> bytes:
+    return (base_nonce ^ index).to_bytes(NONCE_SIZE, "big")
+
+
+@final
+class ChunkSealer:
+    """Seals the chunks of one body by index, in any order, in any process.
+
+    Chunks are independent: chunk ``k`` is sealed under the nonce ``base nonce XOR k``, so
+    a body can be written in parts (a multipart upload, a thread pool) by anyone who has
+    the data key, the context and the body's first 56 bytes (:attr:`prefix`). The salt is
+    drawn here by :meth:`new`; :meth:`resume` continues a body whose prefix was written.
+    Callers must seal each index once: the index is the nonce.
+    """
+
+    __slots__ = ("_aead", "_base_nonce", "prefix")
+
+    def __init__(self, chunk_key: bytes, base_nonce: int, prefix: bytes) -> None:
+        self._aead = AESGCM(chunk_key)
+        self._base_nonce = base_nonce
+        self.prefix: Final = prefix
+        """The body's first 56 bytes: salt and commitment."""
+
+    @classmethod
+    def new(cls, key: bytes, context: bytes) -> ChunkSealer:
+        """A sealer for a new body, under a fresh random salt."""
+        _check_key(key)
+        salt = os.urandom(SALT_SIZE)
+        chunk_key, base_nonce, commitment = _derive_chunk_key(key, context, salt)
+        return cls(chunk_key, base_nonce, salt + commitment)
+
+    @classmethod
+    def resume(cls, key: bytes, context: bytes, prefix: bytes) -> ChunkSealer:
+        """A sealer for the body that starts with ``prefix``, whose commitment is checked."""
+        chunk_key, base_nonce = _checked_prefix(key, context, prefix)
+        return cls(chunk_key, base_nonce, bytes(prefix))
+
+    def seal_chunk(self, index: int, plaintext: bytes | memoryview) -> bytes:
+        """Chunk ``index`` sealed: ciphertext and tag. A final chunk is shorter than 16384."""
+        if not 0 <= index < MAX_CHUNKS or len(plaintext) > CHUNK_SIZE:
+            raise ValueError("a chunk index is below 2^38 and a chunk at most 16384 bytes")
+        return self._aead.encrypt(_chunk_nonce(self._base_nonce, index), plaintext, b"")
+
+    def seal_run_into(
+        self, first: int, plaintext: bytes | memoryview, out: bytearray | memoryview, *, final: bool
+    ) -> int:
+        """Seal consecutive chunks starting at index ``first`` into ``out``; bytes written.
+
+        Without ``final``, ``plaintext`` must be whole chunks. With ``final``, the run ends
+        the body: its last chunk is the short final one (empty when ``plaintext`` is a
+        multiple of 16384 bytes). ``out`` needs :func:`sealed_run_size` bytes.
+        """
+        size = len(plaintext)
+        full, rest = divmod(size, CHUNK_SIZE)
+        if rest and not final:
+            raise ValueError("a run that does not end the body must be whole chunks")
+        count = full + 1 if final else full
+        if first < 0 or first + count > MAX_CHUNKS:
+            raise ValueError("chunk indices are below 2^38")
+        view = memoryview(plaintext)
+        target = memoryview(out)
+        encrypt_into = self._aead.encrypt_into
+        base_nonce = self._base_nonce
+        written = 0
+        for step in range(count):
+            index = first + step
+            piece = view[step * CHUNK_SIZE : (step + 1) * CHUNK_SIZE]
+            end = written + len(piece) + TAG_SIZE
+            encrypt_into(_chunk_nonce(base_nonce, index), piece, None, target[written:end])
+            written = end
+        return written
+
+    def __repr__(self) -> str:
+        return "ChunkSealer(<key hidden>)"
+
+
+def sealed_run_size(plaintext_size: int, *, final: bool) -> int:
+    """Bytes :meth:`ChunkSealer.seal_run_into` writes for ``plaintext_size`` bytes."""
+    count = plaintext_size // CHUNK_SIZE + (1 if final else 0)
+    return plaintext_size + TAG_SIZE * count
+
+
 @final
 class ChunkOpener:
     """Random access to the chunks of one body: checks the commitment, then any chunk.
@@ -267,22 +370,14 @@ class ChunkOpener:
     __slots__ = ("_base_nonce", "_gcm")
 
     def __init__(self, key: bytes, context: bytes, prefix: bytes) -> None:
-        _check_key(key)
-        if len(prefix) != BODY_PREFIX_SIZE:
-            raise DecryptionError(_TAMPERED)
-        salt, commitment = prefix[:SALT_SIZE], prefix[SALT_SIZE:]
-        derived = HKDFExpand(SHA512(), _DERIVED_SIZE, _INFO_PREFIX + salt + context).derive(key)
-        if not hmac.compare_digest(derived[KEY_SIZE + NONCE_SIZE :], commitment):
-            raise DecryptionError(_TAMPERED)
-        self._gcm = Gcm(derived[:KEY_SIZE])
-        self._base_nonce = int.from_bytes(derived[KEY_SIZE : KEY_SIZE + NONCE_SIZE], "big")
+        chunk_key, self._base_nonce = _checked_prefix(key, context, prefix)
+        self._gcm = Gcm(chunk_key)
 
     def open_chunk(self, index: int, sealed: bytes | memoryview) -> bytes:
         """The plaintext of chunk ``index``, given its ciphertext and tag."""
         if not 0 <= index < MAX_CHUNKS or len(sealed) > SEALED_CHUNK_SIZE:
             raise DecryptionError(_TAMPERED)
-        nonce = (self._base_nonce ^ index).to_bytes(NONCE_SIZE, "big")
-        return self._gcm.open(nonce, sealed, b"")
+        return self._gcm.open(_chunk_nonce(self._base_nonce, index), sealed, b"")
 
     def __repr__(self) -> str:
         return "ChunkOpener(<key hidden>)"
