@@ -68,6 +68,7 @@ from sealstore.keys.managed import (
     KeyVersion,
     MemoryKeyringStore,
     RotationPolicy,
+    S3KeyringStore,
     VersionState,
 )
 from sealstore.kms import AwsKms, KeyPolicy, LocalKms
@@ -132,6 +133,7 @@ __all__ = [
     "RootKey",
     "RootKeyError",
     "RotationPolicy",
+    "S3KeyringStore",
     "SealstoreError",
     "VersionState",
     "WrongKeyError",

@@ -8,12 +8,14 @@ master key without trying several.
 
 The keyring is kept by a :class:`KeyringStore`, a two-method protocol over one document:
 :class:`FileKeyringStore` seals it under a :class:`~sealstore.sealed.RootKey` in a file
-replaced atomically under an exclusive lock; :class:`MemoryKeyringStore` keeps it in memory
-for tests.
+replaced atomically under an exclusive lock; :class:`S3KeyringStore` seals it in one object of
+a bucket that many hosts share, changed only by conditional writes; :class:`MemoryKeyringStore`
+keeps it in memory for tests.
 
 Modules: :mod:`~sealstore.keys.managed.provider` (:class:`ManagedKeys`, its wrap leases and
 audit), :mod:`~sealstore.keys.managed.rotation` (:class:`RotationPolicy`),
-:mod:`~sealstore.keys.managed.stores` (the store protocol and its stores) and
+:mod:`~sealstore.keys.managed.stores` (the store protocol, the memory and file stores),
+:mod:`~sealstore.keys.managed.stores_s3` (the bucket store),
 :mod:`~sealstore.keys.managed.keyring` (the keyring document: its model and JSON codec).
 """
 
@@ -23,6 +25,7 @@ from sealstore.keys.managed.keyring import MAX_VERSIONS, KeyVersion, VersionStat
 from sealstore.keys.managed.provider import ManagedKeys
 from sealstore.keys.managed.rotation import RotationPolicy
 from sealstore.keys.managed.stores import FileKeyringStore, KeyringStore, MemoryKeyringStore
+from sealstore.keys.managed.stores_s3 import S3KeyringStore
 
 __all__ = [
     "MAX_VERSIONS",
@@ -32,5 +35,6 @@ __all__ = [
     "ManagedKeys",
     "MemoryKeyringStore",
     "RotationPolicy",
+    "S3KeyringStore",
     "VersionState",
 ]

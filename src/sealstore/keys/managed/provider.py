@@ -341,11 +341,22 @@ class ManagedKeys:
 
         The change's event is recorded before the new keyring is written, under the store's
         lock, so a failing audit sink aborts the change; if the write then fails, a failure
-        is recorded too. A store that calls ``change`` again records it again.
+        is recorded too. A store that calls ``change`` again (its conditional write lost to
+        another writer's) never saved the first result: that is recorded as a failure, then
+        the change is made and recorded again on the newer keyring.
         """
         recorded: list[tuple[Operation, str, Keyring | None]] = []
 
         def apply(raw: bytes | None) -> bytes | None:
+            for operation, version, shown in recorded:
+                self._record(
+                    operation,
+                    shown,
+                    version,
+                    outcome=Outcome.FAILURE,
+                    reason="another writer changed the keyring first; not saved, made again "
+                    "on the newer keyring",
+                )
             recorded.clear()
             ring = None if raw is None else decode_keyring(raw)
             self._check(ring)
