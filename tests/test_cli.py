@@ -8,13 +8,17 @@ import os
 import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
 import sealstore
+from sealstore import FileKeyringStore, ManagedKeys, RootKey, S3KeyringStore
+from sealstore.backends import FileSystemBackend
 
 Cli = Callable[..., subprocess.CompletedProcess[bytes]]
 
@@ -349,6 +353,45 @@ def test_an_s3_target_with_endpoint_url(cli: Cli, vault: Path, moto_server: str)
     cli(*endpoint, "verify", env=env)
     no_bucket = cli(*endpoint, "--target", "s3://", "ls", env=env, code=1)
     assert "names no bucket" in _error_line(no_bucket)
+
+
+def test_the_command_copies_the_vault_keyring_to_a_bucket(
+    cli: Cli,
+    vault: Path,
+    tmp_path: Path,
+    seaweedfs_server: str,
+    seaweedfs_bucket: tuple[Any, str],
+) -> None:
+    """``keys migrate s3://bucket/key`` copies the vault's keyring there (under the vault's
+    root key); run again it copies nothing; a bad destination is a usage error."""
+    client, bucket = seaweedfs_bucket
+    env = _environment(
+        vault,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    cli("init", env=env)
+    (tmp_path / "f").write_bytes(b"hello fleet")
+    cli("put", "f", env=env)
+    cli("keys", "rotate", env=env)
+    destination = f"s3://{bucket}/fleet/keyring-{uuid.uuid4().hex[:8]}"
+    endpoint = ("--endpoint-url", seaweedfs_server)
+    first = json.loads(cli(*endpoint, "--json", "keys", "migrate", destination, env=env).stdout)
+    assert first == {"destination": destination, "copied": True, "versions": 2}
+    again = cli(*endpoint, "keys", "migrate", destination, env=env).stdout.decode()
+    assert again == f"the keyring is already at {destination} (2 version(s))\n"
+    root = RootKey.from_file(vault / "root.key")
+    shared = ManagedKeys(
+        S3KeyringStore(client, bucket, destination.split("/", 3)[3], root),
+    )
+    vault_keys = ManagedKeys(FileKeyringStore(vault / "keyring", root))
+    assert [v.id for v in shared.versions()] == [v.id for v in vault_keys.versions()]
+    store = sealstore.EncryptedStore(FileSystemBackend(vault / "objects"), shared)
+    assert store.get("f") == b"hello fleet"
+    for bad in ("bucket/key", f"s3://{bucket}", f"s3://{bucket}/dir/"):
+        done = cli(*endpoint, "keys", "migrate", bad, env=env, code=2)
+        assert "is not s3://bucket/key" in _error_line(done)
 
 
 def test_importing_sealstore_does_not_import_the_command_line_dependencies() -> None:

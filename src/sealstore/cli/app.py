@@ -25,7 +25,7 @@ from rich.console import Console
 import sealstore
 from sealstore.cli import exits
 from sealstore.cli.progress import CountingReader, CountingWriter, Discard, Reporter
-from sealstore.cli.targets import S3Options, open_backend
+from sealstore.cli.targets import S3Options, open_backend, s3_client
 from sealstore.cli.vault import Vault, create, open_vault
 from sealstore.errors import InvalidKeyError, ObjectNotFoundError, SealstoreError
 
@@ -37,7 +37,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-keys_app = typer.Typer(help="The vault's managed keyring: list, rotate, retire, reactivate.")
+keys_app = typer.Typer(
+    help="The vault's managed keyring: list, rotate, retire, reactivate, migrate."
+)
 audit_app = typer.Typer(help="The audit trails: show, verify, export as JSON lines.")
 kms_app = typer.Typer(help="The vault's LocalKms: keys, aliases, states and policies.")
 policy_app = typer.Typer(help="A LocalKms key's policy, as JSON.")
@@ -811,6 +813,31 @@ def keys_reactivate(
 ) -> None:
     """Let a retired version decrypt again."""
     _keys_change(ctx, lambda managed: managed.reactivate(version), "reactivated")
+
+
+@keys_app.command("migrate")
+def keys_migrate(
+    ctx: typer.Context,
+    destination: Annotated[
+        str, typer.Argument(help="s3://bucket/key of the shared keyring object to create.")
+    ],
+) -> None:
+    """Copy the vault's keyring into a bucket, for hosts sharing it (overwrites nothing)."""
+    invocation = _invocation(ctx)
+    bucket, _, key = destination.removeprefix("s3://").partition("/")
+    if not destination.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise CommandError(f"{destination} is not s3://bucket/key", exits.USAGE)
+    vault = invocation.vault()
+    target = sealstore.S3KeyringStore(
+        s3_client(invocation.s3), bucket, key, vault.root_key, create=True
+    )
+    copied = sealstore.keys.managed.migrate_keyring(vault.managed().store, target)
+    versions = sealstore.ManagedKeys(target).versions()
+    verb = "copied the keyring to" if copied else "the keyring is already at"
+    invocation.emit(
+        {"destination": destination, "copied": copied, "versions": len(versions)},
+        [f"{verb} {destination} ({len(versions)} version(s))"],
+    )
 
 
 def _keys_change(

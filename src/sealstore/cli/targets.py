@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -35,6 +36,13 @@ def _s3_backend(target: str, options: S3Options) -> Backend:
     bucket, _, prefix = target[len("s3://") :].partition("/")
     if not bucket:
         raise BackendError(f"{target} names no bucket: write s3://bucket or s3://bucket/prefix")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return S3Backend(s3_client(options), bucket, prefix=prefix)
+
+
+def s3_client(options: S3Options) -> Any:
+    """A boto3 S3 client configured by ``options`` and the standard AWS settings."""
     try:
         import boto3  # noqa: PLC0415 - optional dependency (extra s3)
         import botocore.exceptions  # noqa: PLC0415
@@ -42,9 +50,6 @@ def _s3_backend(target: str, options: S3Options) -> Backend:
         raise BackendError("s3:// targets need boto3: pip install 'sealstore[cli,s3]'") from None
     try:
         session = boto3.session.Session(profile_name=options.profile, region_name=options.region)
-        client = session.client("s3", endpoint_url=options.endpoint_url)
+        return session.client("s3", endpoint_url=options.endpoint_url)
     except botocore.exceptions.BotoCoreError as error:
         raise BackendError(f"cannot configure the S3 client: {error}") from None
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    return S3Backend(client, bucket, prefix=prefix)

@@ -10,18 +10,20 @@ The keyring is kept by a :class:`KeyringStore`, a two-method protocol over one d
 :class:`FileKeyringStore` seals it under a :class:`~sealstore.sealed.RootKey` in a file
 replaced atomically under an exclusive lock; :class:`S3KeyringStore` seals it in one object of
 a bucket that many hosts share, changed only by conditional writes; :class:`MemoryKeyringStore`
-keeps it in memory for tests.
+keeps it in memory for tests. :func:`migrate_keyring` moves a keyring from one store to another.
 
 Modules: :mod:`~sealstore.keys.managed.provider` (:class:`ManagedKeys`, its wrap leases and
 audit), :mod:`~sealstore.keys.managed.rotation` (:class:`RotationPolicy`),
 :mod:`~sealstore.keys.managed.stores` (the store protocol, the memory and file stores),
 :mod:`~sealstore.keys.managed.stores_s3` (the bucket store),
+:mod:`~sealstore.keys.managed.migration` (:func:`migrate_keyring`) and
 :mod:`~sealstore.keys.managed.keyring` (the keyring document: its model and JSON codec).
 """
 
 from __future__ import annotations
 
 from sealstore.keys.managed.keyring import MAX_VERSIONS, KeyVersion, VersionState
+from sealstore.keys.managed.migration import migrate_keyring
 from sealstore.keys.managed.provider import ManagedKeys
 from sealstore.keys.managed.rotation import RotationPolicy
 from sealstore.keys.managed.stores import FileKeyringStore, KeyringStore, MemoryKeyringStore
@@ -37,4 +39,5 @@ __all__ = [
     "RotationPolicy",
     "S3KeyringStore",
     "VersionState",
+    "migrate_keyring",
 ]
