@@ -102,6 +102,18 @@ def soak(session: nox.Session) -> None:
 
 
 @nox.session
+def fleet(session: nox.Session) -> None:
+    """Hosts as separate processes sharing one SeaweedFS bucket and its keyring, then checked
+    (SEALSTORE_FLEET_SECONDS, default 60; SEALSTORE_FLEET_HOSTS, default 4)."""
+    session.install("-e", ".", *_group("test"))
+    seconds = os.environ.get("SEALSTORE_FLEET_SECONDS") or "60"
+    hosts = os.environ.get("SEALSTORE_FLEET_HOSTS") or "4"
+    session.run(
+        "python", "-m", "tests.fleet", "--seconds", seconds, "--hosts", hosts, *session.posargs
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(*_group("lint"))
