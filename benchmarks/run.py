@@ -51,7 +51,7 @@ from sealstore.keys.kms import BucketKeyPolicy
 # where the benchmarks package and the test suite's server helpers are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import store
+from benchmarks import keyring, store
 from benchmarks.measure import (
     PIECE,
     ChildResult,
@@ -84,7 +84,7 @@ COBBLESTONE_PREFIX: Final = 56
 COBBLESTONE_CHUNK: Final = 16384
 CHILD_COMMAND: Final = "_file-child"
 """Hidden sub-command: run one file-to-file operation and report time and peak RSS."""
-GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms", "store")
+GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms", "store", "keyring")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -756,6 +756,7 @@ BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
     "random": bench_random,
     "kms": bench_kms,
     "store": lambda sizes: store.bench_store(sizes.store),
+    "keyring": lambda sizes: keyring.bench_keyring(quick=sizes is QUICK),
 }
 
 
