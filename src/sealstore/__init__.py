@@ -70,7 +70,7 @@ from sealstore.keys.managed import (
     RotationPolicy,
     VersionState,
 )
-from sealstore.kms import AwsKms, KeyPolicy, LocalKms
+from sealstore.kms import AwsKms, KeyPolicy, LocalKms, VaultTransitKms
 from sealstore.reader import DecryptedReader
 from sealstore.sealed import RootKey
 from sealstore.store import BulkFailure, BulkReport, EncryptedStore, ObjectHead
@@ -133,6 +133,7 @@ __all__ = [
     "RootKeyError",
     "RotationPolicy",
     "SealstoreError",
+    "VaultTransitKms",
     "VersionState",
     "WrongKeyError",
     "__version__",
