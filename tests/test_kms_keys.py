@@ -14,9 +14,9 @@ import sealstore
 from sealstore.backends import MemoryBackend
 from sealstore.header import parse_header
 from sealstore.keys.kms import (
-    BUCKET_KEY,
     BUCKET_KEY_CONTEXT,
-    PER_OBJECT,
+    BUCKET_KEY_REWRAPPABLE,
+    PER_OBJECT_REWRAPPABLE,
     BucketKeyPolicy,
     decode_key_ref,
     encode_key_ref,
@@ -59,7 +59,7 @@ def test_per_object_keys_call_the_kms_once_per_object_with_the_object_context(
     assert kms.calls["decrypt"] == 5
     assert kms.contexts[0] == {"n": "0"}
     kind, key_id, _ = decode_key_ref(parse_header(blobs[0]).key_ref)
-    assert (kind, key_id) == (PER_OBJECT, "k1")
+    assert (kind, key_id) == (PER_OBJECT_REWRAPPABLE, "k1")
 
 
 def test_default_key_is_resolved_once(kms: MemoryKms) -> None:
@@ -91,7 +91,7 @@ def test_reading_back_a_bucket_key_asks_the_kms_once(kms: MemoryKms) -> None:
     blobs = [sealstore.encrypt(b"x", keys) for _ in range(3)]
     assert all(sealstore.decrypt(blob, keys) == b"x" for blob in blobs)
     assert kms.calls["decrypt"] == 1
-    assert decode_key_ref(parse_header(blobs[0]).key_ref)[0] == BUCKET_KEY
+    assert decode_key_ref(parse_header(blobs[0]).key_ref)[0] == BUCKET_KEY_REWRAPPABLE
 
 
 def test_write_only_principal_cannot_read_through_bucket_keys(tmp_path: Path) -> None:
@@ -185,7 +185,8 @@ def test_context_is_bound_through_the_kms(kms: MemoryKms) -> None:
     [
         b"",
         b"\x01",
-        b"\x03\x00\x01k\x00\x01b",
+        b"\x05\x00\x01k\x00\x01b",
+        b"\x00\x00\x01k\x00\x01b",
         b"\x01\x00\x00\x00\x01b",
         b"\x01\x00\x01k\x00\x00",
         b"\x01\x00\x05k\x00\x01b",

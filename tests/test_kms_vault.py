@@ -14,6 +14,7 @@ import pytest
 import sealstore
 from sealstore.audit import MemoryAuditSink, Operation, Outcome
 from sealstore.backends import MemoryBackend
+from sealstore.header import encode_header, parse_header
 from sealstore.kms import KmsClient
 from sealstore.kms.vault import CONTEXT_LABEL, VaultTransitKms, blob_version, transit_context
 from tests.servers import free_ports, running_openbao
@@ -405,3 +406,116 @@ def test_server_stopped_mid_run(own_server: tuple[str, str, object]) -> None:
         store.put("new", b"new bucket key", keys=fresh)
     assert type(raised.value) is sealstore.KmsError
     assert token not in str(raised.value)
+
+
+def _events(sink: MemoryAuditSink, since: int) -> list[Operation]:
+    return [event.operation for event in sink.events[since:]]
+
+
+@pytest.mark.parametrize("bucket_key", [False, True])
+def test_round_trips_through_kms_keys_and_a_store(
+    kms: VaultTransitKms, key: str, bucket_key: bool
+) -> None:
+    """Objects written through KmsKeys over Transit read back, bound to their names."""
+    keys = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=bucket_key)
+    assert sealstore.decrypt(sealstore.encrypt(b"direct", keys, context=CONTEXT), keys) == (
+        b"direct"
+    )
+    store = sealstore.EncryptedStore(MemoryBackend(), keys)
+    for index in range(3):
+        store.put(f"orders/{index}", b"order %d" % index)
+    assert [store.get(f"orders/{index}") for index in range(3)] == [
+        b"order 0",
+        b"order 1",
+        b"order 2",
+    ]
+    assert store.head("orders/0").key_id == key
+
+
+def test_rotation_then_server_side_rewrap(
+    kms: VaultTransitKms,
+    key: str,
+    sink: MemoryAuditSink,
+    openbao_server: tuple[str, str],
+    mount: str,
+) -> None:
+    """After a rotation, a forced bulk rewrap has Transit rewrap each blob (no data key is
+    generated or decrypted), objects sharing a bucket key are rewrapped with one call, and
+    everything reads once the old version is below min_decryption_version."""
+    per_object = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    bucket = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    store = sealstore.EncryptedStore(MemoryBackend(), per_object)
+    for index in range(4):
+        store.put(f"single/{index}", b"single %d" % index)
+        store.put(f"shared/{index}", b"shared %d" % index, keys=bucket)
+    kms.rotate_key(key, principal=PRINCIPAL)
+    before = len(sink.events)
+    single = store.rewrap_all("single/", force=True)
+    shared = store.rewrap_all("shared/", keys=bucket, force=True)
+    assert (single.done, shared.done) == (4, 4)
+    assert _events(sink, before) == [Operation.REWRAP] * 5
+    root_client(openbao_server).secrets.transit.update_key_configuration(
+        key, min_decryption_version=2, mount_point=mount
+    )
+    reader = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    for index in range(4):
+        assert store.get(f"single/{index}", keys=reader) == b"single %d" % index
+        assert store.get(f"shared/{index}", keys=reader) == b"shared %d" % index
+
+
+def test_objects_below_min_decryption_version_fail_as_retired(
+    kms: VaultTransitKms, key: str, openbao_server: tuple[str, str], mount: str
+) -> None:
+    """An object whose blob is of a version no longer allowed raises KeyRetiredError."""
+    keys = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    store = sealstore.EncryptedStore(MemoryBackend(), keys)
+    store.put("old", b"old")
+    kms.rotate_key(key, principal=PRINCIPAL)
+    root_client(openbao_server).secrets.transit.update_key_configuration(
+        key, min_decryption_version=2, mount_point=mount
+    )
+    with pytest.raises(sealstore.KeyRetiredError):
+        store.get("old")
+
+
+def test_bulk_rewrap_to_another_key_decrypts_in_one_batch(
+    kms: VaultTransitKms, sink: MemoryAuditSink
+) -> None:
+    """Moving objects to another key (which Transit cannot rewrap to) opens their blobs with
+    one batch request, then wraps them under one bucket key of the new key."""
+    old = kms.create_key(unique("old"), principal=PRINCIPAL)
+    new = kms.create_key(unique("new"), principal=PRINCIPAL)
+    store = sealstore.EncryptedStore(
+        MemoryBackend(), sealstore.KmsKeys(kms, key_id=old, principal=PRINCIPAL)
+    )
+    for index in range(6):
+        store.put(f"moving/{index}", b"moving %d" % index)
+    moved = sealstore.KmsKeys(kms, key_id=new, principal=PRINCIPAL, bucket_key=True)
+    before = len(sink.events)
+    assert store.rewrap_all("moving/", keys=moved).done == 6
+    assert _events(sink, before) == [Operation.UNWRAP, Operation.GENERATE]
+    reader = sealstore.KmsKeys(kms, key_id=new, principal=PRINCIPAL)
+    assert store.get("moving/5", keys=reader) == b"moving 5"
+    assert store.head("moving/5").key_id == new
+
+
+def _swap_key_refs(first: bytes, second: bytes) -> bytes:
+    """``first`` with the key reference of ``second`` in its header."""
+    ours, theirs = parse_header(first), parse_header(second)
+    header = encode_header(ours.mode, ours.context_field, theirs.key_ref, ours.wrapped_key)
+    return header + first[ours.size :]
+
+
+@pytest.mark.parametrize("bucket_key", [False, True])
+def test_swapped_blobs_fail_authentication(
+    kms: VaultTransitKms, key: str, bucket_key: bool
+) -> None:
+    """An object given another object's key reference (blob) does not decrypt: Transit
+    refuses a per-object blob under another context, and another bucket key's KEK does not
+    open the wrapped data key."""
+    first = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=bucket_key)
+    second = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=bucket_key)
+    one = sealstore.encrypt(b"one", first, context={"n": "1"})
+    two = sealstore.encrypt(b"two", second, context={"n": "2"})
+    with pytest.raises(sealstore.DecryptionError):
+        sealstore.decrypt(_swap_key_refs(one, two), first)
