@@ -16,7 +16,13 @@ from sealstore.audit import MemoryAuditSink, Operation, Outcome
 from sealstore.backends import MemoryBackend
 from sealstore.header import encode_header, parse_header
 from sealstore.kms import KmsClient
-from sealstore.kms.vault import CONTEXT_LABEL, VaultTransitKms, blob_version, transit_context
+from sealstore.kms.vault import (
+    BATCH_SIZE,
+    CONTEXT_LABEL,
+    VaultTransitKms,
+    blob_version,
+    transit_context,
+)
 from tests.servers import free_ports, running_openbao
 
 CONTEXT = {"bucket": "ledger-7f3a", "object": "2024/invoice-17.pdf"}
@@ -168,14 +174,19 @@ def test_decrypt_many_answers_each_item(kms: VaultTransitKms, key: str) -> None:
     assert kms.decrypt_many(key, [], principal=PRINCIPAL) == []
 
 
-def test_decrypt_many_is_one_audited_request(
+def test_decrypt_many_sends_one_request_per_batch_size(
     kms: VaultTransitKms, key: str, sink: MemoryAuditSink
 ) -> None:
-    """A batch of blobs costs one decrypt event, not one per blob."""
-    blobs = [kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL).blob for _ in range(5)]
+    """Blobs go BATCH_SIZE to a request (OpenBao refuses much larger bodies): 250 blobs
+    cost three decrypt events, and every one opens."""
+    data_keys = [kms.generate_data_key(key, {"n": str(n)}, principal=PRINCIPAL) for n in range(250)]
     before = len(sink.events)
-    kms.decrypt_many(key, [(blob, CONTEXT) for blob in blobs], principal=PRINCIPAL)
-    assert [event.operation for event in sink.events[before:]] == [Operation.UNWRAP]
+    results = kms.decrypt_many(
+        key, [(dk.blob, {"n": str(n)}) for n, dk in enumerate(data_keys)], principal=PRINCIPAL
+    )
+    assert results == [dk.plaintext for dk in data_keys]
+    assert BATCH_SIZE == 100
+    assert [event.operation for event in sink.events[before:]] == [Operation.UNWRAP] * 3
 
 
 def test_decrypt_many_raises_what_concerns_the_whole_batch(kms: VaultTransitKms) -> None:

@@ -56,7 +56,14 @@ from sealstore.errors import (
 from sealstore.header import encode_context
 from sealstore.kms.base import DataKey
 
-__all__ = ["CONTEXT_LABEL", "DEFAULT_KEY_NAME", "VaultTransitKms", "transit_context"]
+__all__ = [
+    "BATCH_SIZE",
+    "CONTEXT_LABEL",
+    "DEFAULT_KEY_NAME",
+    "VaultTransitKms",
+    "blob_version",
+    "transit_context",
+]
 
 CONTEXT_LABEL: Final = b"sealstore/v1 transit context\x00"
 """The bytes in front of the encoded KMS encryption context in every Transit ``context``."""
@@ -73,6 +80,9 @@ _BLOB_VERSION = re.compile(rb"vault:v([1-9][0-9]{0,9}):")
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _DEFAULT_TIMEOUT = 10.0
+BATCH_SIZE: Final = 100
+"""Blobs per ``batch_input`` request: OpenBao refuses a request body of more than about a
+thousand JSON strings, and each item takes four."""
 
 _T = TypeVar("_T")
 
@@ -270,31 +280,39 @@ class VaultTransitKms:
         *,
         principal: str,
     ) -> list[bytes | SealstoreError]:
-        """Decrypt many ``(blob, context)`` pairs of one key in one request (``batch_input``).
+        """Decrypt many ``(blob, context)`` pairs of one key, :data:`BATCH_SIZE` to a request
+        (Transit's ``batch_input``).
 
         Returns, in order, each plaintext or the error that item alone failed with (an
         altered blob, a version below ``min_decryption_version``); an error that concerns
-        the whole request (denied, unknown key, no server) is raised. One audit event is
-        recorded for the request. Empty ``items`` make no request.
+        a whole request (denied, unknown key, no server) is raised. One audit event is
+        recorded per request. Empty ``items`` make no request.
         """
-        if not items:
-            return []
+        results: list[bytes | SealstoreError] = []
+        for start in range(0, len(items), BATCH_SIZE):
+            results += self._decrypt_batch(key_id, items[start : start + BATCH_SIZE], principal)
+        return results
+
+    def _decrypt_batch(
+        self, key_id: str, items: Sequence[tuple[bytes, Mapping[str, str]]], principal: str
+    ) -> list[bytes | SealstoreError]:
         call = _Call("decrypt (batch)", Operation.UNWRAP, key_id, {}, principal)
-        results: list[bytes | SealstoreError | None] = [None] * len(items)
+        results: list[bytes | SealstoreError] = []
         batch: list[dict[str, str]] = []
         positions: list[int] = []
 
         def send() -> Any:
             name = _key_name(key_id)
-            for index, (blob, context) in enumerate(items):
+            self._require_derived(name, principal)
+            for blob, context in items:
                 try:
                     ciphertext = _check_blob(blob, key_id)
                 except DecryptionError as error:
-                    results[index] = error
+                    results.append(error)
                     continue
+                positions.append(len(results))
+                results.append(error_placeholder)
                 batch.append({"ciphertext": ciphertext, "context": transit_context(context)})
-                positions.append(index)
-            self._require_derived(name, principal)
             if not batch:
                 return {"data": {"batch_results": []}}
             try:
@@ -313,11 +331,12 @@ class VaultTransitKms:
             answers = _batch_results(response, len(batch))
             if answers is None:
                 raise _malformed("decrypt (batch)", "batch_results")
-            for index, answer in zip(positions, answers, strict=True):
-                results[index] = _batch_item(answer, call, self.address)
+            for position, answer in zip(positions, answers, strict=True):
+                results[position] = _batch_item(answer, call, self.address)
 
+        error_placeholder = KmsError(f"Transit {call.api} for key {key_id!r} gave no result")
         self._run(call, send, parse)
-        return [result if result is not None else _lost(call) for result in results]
+        return results
 
     def default_key_id(self, *, principal: str) -> str:
         """The name of :attr:`default_key`, creating it (``aes256-gcm96``, derived) on
@@ -547,10 +566,6 @@ def _batch_item(answer: Any, call: _Call, address: str) -> bytes | SealstoreErro
         return refused
 
 
-def _lost(call: _Call) -> SealstoreError:  # pragma: no cover - every item is filled above
-    return KmsError(f"Transit {call.api} for key {call.key_id!r} returned no result")
-
-
 def _foreign_errors() -> tuple[type[Exception], type[Exception]]:
     """hvac's and requests' root exceptions, if installed (else classes nothing raises)."""
     try:
@@ -643,7 +658,7 @@ def _error_for(  # noqa: PLR0911 - one answer for each kind of Vault refusal
             f"min_decryption_version ({call.api}); lower it to read, or rewrap the object "
             "while that version is still allowed"
         )
-    if status == 400 and call.api in _OPENS_BLOBS:
+    if status == 400 and call.api in _OPENS_BLOBS and "json" not in said:
         return DecryptionError(
             f"Transit key {key} could not open the data key blob ({call.api}): the blob was "
             "altered, or it was made under another key or encryption context"
