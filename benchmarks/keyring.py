@@ -119,7 +119,7 @@ def bench_keyring(*, quick: bool) -> Group:
     ]
     return Group(
         "keyring",
-        "8. Keyring rotation: S3KeyringStore (SeaweedFS) vs FileKeyringStore",
+        "9. Keyring rotation: S3KeyringStore (SeaweedFS) vs FileKeyringStore",
         f"`ManagedKeys.rotate()`, {count} rotations per repetition, best of {reps}, the two "
         f"stores interleaved. The keyring grows by a version per rotation on both sides alike. "
         f"`FileKeyringStore`: a file in a temporary directory (lock, write, fsync, rename, "

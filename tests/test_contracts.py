@@ -14,9 +14,11 @@ import pytest
 from sealstore import FileKeyringStore, LocalKms, MemoryAuditSink, MemoryKeyringStore, RootKey
 from sealstore.kms import KmsClient
 from sealstore.kms.aws import AwsKms
+from sealstore.kms.vault import VaultTransitKms
 from sealstore.testing import FakeClock, MemoryKms
 from sealstore.testing.contracts import KeyringStoreContract, KmsClientContract
 from tests.test_kms_aws import boto_kms, new_key, unique_alias
+from tests.test_kms_vault import enable_transit, root_client, unique
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -71,6 +73,24 @@ class TestAwsKms(KmsClientContract):
     def key_ids(self, client: KMSClient) -> tuple[str, str]:
         """Two new keys in moto."""
         return new_key(client), new_key(client)
+
+
+class TestVaultTransitKms(KmsClientContract):
+    """VaultTransitKms, against the session's OpenBao."""
+
+    @pytest.fixture
+    def kms(self, openbao_server: tuple[str, str]) -> VaultTransitKms:
+        """A VaultTransitKms on a Transit engine of its own."""
+        mount = enable_transit(root_client(openbao_server))
+        return VaultTransitKms.with_token(*openbao_server, mount=mount, audit=MemoryAuditSink())
+
+    @pytest.fixture
+    def key_ids(self, kms: VaultTransitKms) -> tuple[str, str]:
+        """Two new derived Transit keys."""
+        return (
+            kms.create_key(unique("first"), principal=self.principal),
+            kms.create_key(unique("second"), principal=self.principal),
+        )
 
 
 class TestMemoryKeyringStore(KeyringStoreContract):

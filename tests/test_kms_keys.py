@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import os
@@ -12,11 +13,14 @@ import pytest
 
 import sealstore
 from sealstore.backends import MemoryBackend
-from sealstore.header import parse_header
+from sealstore.header import encode_header, parse_header
+from sealstore.keys import kms as kms_keys
 from sealstore.keys.kms import (
     BUCKET_KEY,
     BUCKET_KEY_CONTEXT,
+    BUCKET_KEY_REWRAPPABLE,
     PER_OBJECT,
+    PER_OBJECT_REWRAPPABLE,
     BucketKeyPolicy,
     decode_key_ref,
     encode_key_ref,
@@ -59,7 +63,7 @@ def test_per_object_keys_call_the_kms_once_per_object_with_the_object_context(
     assert kms.calls["decrypt"] == 5
     assert kms.contexts[0] == {"n": "0"}
     kind, key_id, _ = decode_key_ref(parse_header(blobs[0]).key_ref)
-    assert (kind, key_id) == (PER_OBJECT, "k1")
+    assert (kind, key_id) == (PER_OBJECT_REWRAPPABLE, "k1")
 
 
 def test_default_key_is_resolved_once(kms: MemoryKms) -> None:
@@ -91,7 +95,7 @@ def test_reading_back_a_bucket_key_asks_the_kms_once(kms: MemoryKms) -> None:
     blobs = [sealstore.encrypt(b"x", keys) for _ in range(3)]
     assert all(sealstore.decrypt(blob, keys) == b"x" for blob in blobs)
     assert kms.calls["decrypt"] == 1
-    assert decode_key_ref(parse_header(blobs[0]).key_ref)[0] == BUCKET_KEY
+    assert decode_key_ref(parse_header(blobs[0]).key_ref)[0] == BUCKET_KEY_REWRAPPABLE
 
 
 def test_write_only_principal_cannot_read_through_bucket_keys(tmp_path: Path) -> None:
@@ -185,7 +189,8 @@ def test_context_is_bound_through_the_kms(kms: MemoryKms) -> None:
     [
         b"",
         b"\x01",
-        b"\x03\x00\x01k\x00\x01b",
+        b"\x05\x00\x01k\x00\x01b",
+        b"\x00\x00\x01k\x00\x01b",
         b"\x01\x00\x00\x00\x01b",
         b"\x01\x00\x01k\x00\x00",
         b"\x01\x00\x05k\x00\x01b",
@@ -328,3 +333,64 @@ def test_a_kms_outage_is_ridden_out_by_bucket_keys_for_as_long_as_documented(
         sealstore.EncryptedStore(store.backend, per_object).get("o0")
     kms.recover()
     assert [readers.get(f"o{n}") for n in range(4)] == [f"object {n}".encode() for n in range(4)]
+
+
+def _with_key_ref(blob: bytes, key_ref: bytes) -> bytes:
+    """``blob`` with its header's key reference replaced by ``key_ref``."""
+    header = parse_header(blob)
+    rebuilt = encode_header(header.mode, header.context_field, key_ref, header.wrapped_key)
+    return rebuilt + blob[header.size :]
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_swapped_key_references_fail(kms: MemoryKms, bucket: bool) -> None:
+    """Kinds 3 and 4 leave the blob out of the wrap: another object's blob, or the same one
+    relabelled as another kind, still fails authentication."""
+    first = sealstore.KmsKeys(kms, key_id="k1", bucket_key=bucket)
+    second = sealstore.KmsKeys(kms, key_id="k1", bucket_key=bucket)
+    one = sealstore.encrypt(b"one", first, context={"n": "1"})
+    two = sealstore.encrypt(b"two", second, context={"n": "2"})
+    with pytest.raises(sealstore.DecryptionError):
+        sealstore.decrypt(_with_key_ref(one, parse_header(two).key_ref), first)
+    key_ref = parse_header(one).key_ref
+    assert key_ref[0] == (BUCKET_KEY_REWRAPPABLE if bucket else PER_OBJECT_REWRAPPABLE)
+    for kind in (1, 2, 3, 4):
+        if kind != key_ref[0]:
+            with pytest.raises(sealstore.DecryptionError):
+                sealstore.decrypt(_with_key_ref(one, bytes((kind,)) + key_ref[1:]), first)
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_kinds_1_and_2_still_read_and_rewrap_into_kinds_3_and_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: bool
+) -> None:
+    """Objects written with kinds 1 and 2 (as earlier versions wrote them) read, and a rewrap
+    through a KMS that can re-encrypt still redoes their wrap, giving kind 3 or 4."""
+    root = sealstore.RootKey.from_bytes(os.urandom(32))
+    local = sealstore.LocalKms(tmp_path / "kms", root_key=root, create=True)
+    key_id = local.create_key(principal="app").key_id
+    keys = sealstore.KmsKeys(local, key_id=key_id, principal="app", bucket_key=bucket)
+    store = sealstore.EncryptedStore(MemoryBackend(), keys)
+    with monkeypatch.context() as patch:
+        patch.setattr(kms_keys, "PER_OBJECT_REWRAPPABLE", PER_OBJECT)
+        patch.setattr(kms_keys, "BUCKET_KEY_REWRAPPABLE", BUCKET_KEY)
+        store.put("legacy", b"written as before")
+    assert store.head("legacy").key_id == key_id
+    reader = sealstore.KmsKeys(local, key_id=key_id, principal="app", bucket_key=bucket)
+    assert store.get("legacy", keys=reader) == b"written as before"
+    local.rotate_key(key_id, principal="app")
+    assert store.rewrap("legacy", keys=reader, force=True)
+    assert store.get("legacy", keys=reader) == b"written as before"
+    raw = store.backend.head("legacy").metadata["sealstore"].removeprefix("detached:")
+    kind = parse_header(base64.b64decode(raw)).key_ref[0]
+    assert kind == (BUCKET_KEY_REWRAPPABLE if bucket else PER_OBJECT_REWRAPPABLE)
+
+
+def test_prefetch_without_a_batching_client_does_nothing(kms: MemoryKms) -> None:
+    """A client without decrypt_many is asked nothing ahead; reads ask it one by one."""
+    keys = sealstore.KmsKeys(kms, key_id="k1")
+    blob = sealstore.encrypt(b"x", keys)
+    keys.prefetch([parse_header(blob)])
+    assert kms.calls["decrypt"] == 0
+    assert sealstore.decrypt(blob, keys) == b"x"
+    assert kms.calls["decrypt"] == 1

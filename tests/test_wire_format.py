@@ -821,3 +821,103 @@ def test_worked_example_annotations_match_the_bytes() -> None:
             seen.add(row[0])
     assert next_offset == len(blob)
     assert seen == set(intermediates)
+
+
+# --------------------------------------------------------------------------------------------
+# KMS mode: key reference kinds 3 and 4, written by every KmsKeys, read through a LocalKms.
+
+KMS_PER_OBJECT_REWRAPPABLE, KMS_BUCKET_KEY_REWRAPPABLE = 3, 4
+BUCKET_KEY_KMS_CONTEXT = {"sealstore:purpose": "bucket-key"}
+KMS_PRINCIPAL = "wire-format"
+
+
+def decode_kms_key_ref(key_ref: bytes) -> tuple[int, str, bytes]:
+    """Step 12 in KMS mode: ``kind || u16(I) || key id || u16(B) || blob``, kinds 1 to 4."""
+    if len(key_ref) < 7 or key_ref[0] not in (1, 2, 3, 4):
+        raise Refused(12, "not a KMS key reference")
+    key_id, pos = _field(key_ref, 1)
+    blob, pos = _field(key_ref, pos)
+    if pos != len(key_ref) or not 1 <= len(key_id) <= 2048 or not 1 <= len(blob) <= 1024:
+        raise Refused(12, "the KMS key reference breaks its layout")
+    return key_ref[0], key_id.decode("utf-8"), blob
+
+
+def kms_wrap_ad(header: Header) -> bytes:
+    """Kinds 1 and 2: the generic wrap AD; kinds 3 and 4: immutable || u16(1) || kind."""
+    if header.key_ref[0] in (KMS_PER_OBJECT_REWRAPPABLE, KMS_BUCKET_KEY_REWRAPPABLE):
+        return header.immutable + u16(1) + header.key_ref[:1]
+    return header.wrap_ad
+
+
+def _stored(backend: MemoryBackend, name: str) -> bytes:
+    """The inline form of a stored object: its detached header (from the ``sealstore``
+    metadata value) in front of its body."""
+    marker = backend.head(name).metadata["sealstore"]
+    with closing(backend.get(name)) as stream:
+        body = stream.read()
+    return base64.b64decode(marker.removeprefix("detached:")) + body
+
+
+def decode_kms(blob: bytes, kms: sealstore.LocalKms) -> tuple[int, bytes]:
+    """``(kind, plaintext)`` of a KMS-mode object, the KEK asked of ``kms`` as documented."""
+    header = decode_header(blob)
+    assert header.mode == MODE_KMS
+    kind, key_id, kms_blob = decode_kms_key_ref(header.key_ref)
+    kms_context = header.context if kind in (1, 3) else BUCKET_KEY_KMS_CONTEXT
+    kek = kms.decrypt(key_id, kms_blob, kms_context, principal=KMS_PRINCIPAL)
+    nonce, sealed = header.wrapped_key[:WRAP_NONCE_SIZE], header.wrapped_key[WRAP_NONCE_SIZE:]
+    data_key = AESGCM(kek).decrypt(nonce, sealed, kms_wrap_ad(header))
+    return kind, b"".join(decrypt_chunks(data_key, header.immutable, blob[header.length :]))
+
+
+@pytest.fixture
+def local_kms(tmp_path: Path) -> sealstore.LocalKms:
+    """A LocalKms in a fresh directory."""
+    root = sealstore.RootKey.from_bytes(os.urandom(32))
+    return sealstore.LocalKms(tmp_path / "kms", root_key=root, create=True)
+
+
+@pytest.mark.parametrize(
+    ("bucket_key", "kind"),
+    [(False, KMS_PER_OBJECT_REWRAPPABLE), (True, KMS_BUCKET_KEY_REWRAPPABLE)],
+)
+def test_kms_objects_bind_only_the_kind_of_a_rewrappable_key_reference(
+    local_kms: sealstore.LocalKms, bucket_key: bool, kind: int
+) -> None:
+    """KmsKeys writes kind 3 (per object) or 4 (bucket key); the wrap AD is the immutable
+    fields, u16(1) and the kind byte, so the whole key reference as AD does not open it."""
+    keys = sealstore.KmsKeys(local_kms, principal=KMS_PRINCIPAL, bucket_key=bucket_key)
+    plaintext = os.urandom(20_000)
+    blob = sealstore.encrypt(plaintext, keys, context={"tenant": "acme"})
+    assert decode_kms(blob, local_kms) == (kind, plaintext)
+    header = decode_header(blob)
+    assert kms_wrap_ad(header) == header.immutable + b"\x00\x01" + bytes((kind,))
+    _, key_id, kms_blob = decode_kms_key_ref(header.key_ref)
+    kms_context = BUCKET_KEY_KMS_CONTEXT if bucket_key else {"tenant": "acme"}
+    kek = local_kms.decrypt(key_id, kms_blob, kms_context, principal=KMS_PRINCIPAL)
+    with pytest.raises(InvalidTag):
+        AESGCM(kek).decrypt(header.wrapped_key[:12], header.wrapped_key[12:], header.wrap_ad)
+
+
+@pytest.mark.parametrize("bucket_key", [False, True])
+def test_kms_rewrap_replaces_only_the_blob(local_kms: sealstore.LocalKms, bucket_key: bool) -> None:
+    """A rewrap of a kind 3 or 4 object after the KMS key rotates changes the blob alone:
+    kind, key id and wrapped data key keep their bytes, and the decoder still reads it."""
+    key_id = local_kms.create_key(principal=KMS_PRINCIPAL).key_id
+    keys = sealstore.KmsKeys(
+        local_kms, key_id=key_id, principal=KMS_PRINCIPAL, bucket_key=bucket_key
+    )
+    backend = MemoryBackend()
+    store = sealstore.EncryptedStore(backend, keys)
+    store.put("doc", b"rewrapped in the KMS")
+    before = decode_header(_stored(backend, "doc"))
+    local_kms.rotate_key(key_id, principal=KMS_PRINCIPAL)
+    assert store.rewrap("doc", force=True)
+    raw = _stored(backend, "doc")
+    after = decode_header(raw)
+    old_kind, old_id, old_blob = decode_kms_key_ref(before.key_ref)
+    new_kind, new_id, new_blob = decode_kms_key_ref(after.key_ref)
+    assert (new_kind, new_id) == (old_kind, old_id)
+    assert new_blob != old_blob
+    assert after.wrapped_key == before.wrapped_key
+    assert decode_kms(raw, local_kms)[1] == b"rewrapped in the KMS"

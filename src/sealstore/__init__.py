@@ -71,7 +71,7 @@ from sealstore.keys.managed import (
     S3KeyringStore,
     VersionState,
 )
-from sealstore.kms import AwsKms, KeyPolicy, LocalKms
+from sealstore.kms import AwsKms, KeyPolicy, LocalKms, VaultTransitKms
 from sealstore.reader import DecryptedReader
 from sealstore.sealed import RootKey
 from sealstore.store import BulkFailure, BulkReport, EncryptedStore, ObjectHead
@@ -135,6 +135,7 @@ __all__ = [
     "RotationPolicy",
     "S3KeyringStore",
     "SealstoreError",
+    "VaultTransitKms",
     "VersionState",
     "WrongKeyError",
     "__version__",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from typing import Final, Literal, final, overload
 
@@ -80,6 +80,8 @@ Progress = Callable[[int, int, str], None]
 """Called after each object of a bulk operation with the count processed so far, the total
 and the object's name."""
 _Outcome = Literal["done", "current", "skipped"]
+_BULK_WINDOW: Final = 256
+"""Objects a bulk rewrap locates ahead, so a KMS can open their blobs in one batch."""
 
 
 @attrs.frozen
@@ -450,10 +452,19 @@ class EncryptedStore:
         under the current key are left as they are (unless ``force``), objects deleted or not
         encrypted meanwhile are skipped.
         """
+        located: dict[str, _Located] = {}
+
+        def prepare(infos: Sequence[ObjectInfo]) -> None:
+            located.clear()
+            located.update(self._prefetch_for_rewrap(infos, keys, source_keys, force=force))
+
         return self._bulk(
             prefix,
-            lambda info: self._rewrap_one(info.name, keys, source_keys, force=force),
+            lambda info: self._rewrap_one(
+                info.name, keys, source_keys, force=force, located=located.pop(info.name, None)
+            ),
             progress,
+            prepare,
         )
 
     def encrypt_existing(
@@ -477,12 +488,18 @@ class EncryptedStore:
     # ------------------------------------------------------------------ internals
 
     def _bulk(
-        self, prefix: str, one: Callable[[ObjectInfo], _Outcome], progress: Progress | None
+        self,
+        prefix: str,
+        one: Callable[[ObjectInfo], _Outcome],
+        progress: Progress | None,
+        prepare: Callable[[Sequence[ObjectInfo]], None] | None = None,
     ) -> BulkReport:
         infos = list(self.backend.list(prefix))
         counts = {"done": 0, "current": 0, "skipped": 0}
         failed: list[BulkFailure] = []
         for processed, info in enumerate(infos, 1):
+            if prepare is not None and processed % _BULK_WINDOW == 1:
+                prepare(infos[processed - 1 : processed - 1 + _BULK_WINDOW])
             try:
                 counts[one(info)] += 1
             except ObjectNotFoundError:
@@ -674,6 +691,43 @@ class EncryptedStore:
         source.seek(located.body_start)
         return open_decrypted(source, provider, context=expected, header=located.header_bytes)
 
+    def _prefetch_for_rewrap(
+        self,
+        infos: Sequence[ObjectInfo],
+        keys: KeyProvider | None,
+        source_keys: KeyProvider | None,
+        *,
+        force: bool,
+    ) -> dict[str, _Located]:
+        """Locate a window of a bulk rewrap's objects, and let a KMS provider open the blobs
+        it will need in as few requests as its client allows (:meth:`KmsKeys.prefetch`).
+
+        The objects located are handed to :meth:`_rewrap_one`, so each is still read once; an
+        object that fails here is left to fail there, where failures are reported.
+        """
+        found: dict[str, _Located] = {}
+        pending: dict[int, tuple[KmsKeys, KeyProvider, list[Header]]] = {}
+        for info in infos:
+            try:
+                located = self._locate(info.name, info)
+                header = located.header
+                if header is None:
+                    continue
+                found[info.name] = located
+                reader = self._reader_for(info.name, header, source_keys)
+                wrapping = keys if keys is not None else self._reader_for(info.name, header, None)
+                if not isinstance(reader, KmsKeys) or (
+                    not force and wrapping.is_current(header.key_ref)
+                ):
+                    continue
+            except SealstoreError:
+                continue
+            pending.setdefault(id(reader), (reader, wrapping, []))[2].append(header)
+        for reader, writer, headers in pending.values():
+            with contextlib.suppress(SealstoreError):  # each object reports its own failure
+                reader.prefetch(headers, rewrapped_by=writer)
+        return found
+
     def _rewrap_one(
         self,
         name: str,
@@ -681,8 +735,10 @@ class EncryptedStore:
         source_keys: KeyProvider | None,
         *,
         force: bool,
+        located: _Located | None = None,
     ) -> _Outcome:
-        located = self._locate(name)
+        if located is None:
+            located = self._locate(name)
         header = located.header
         if header is None:
             return "skipped"
@@ -696,10 +752,14 @@ class EncryptedStore:
             )
         if not force and wrapping.is_current(header.key_ref):
             return "current"
-        data_key = unwrapping.unwrap_data_key(header)
-        if not force and wrapping.is_current(header.key_ref):  # learnt by unwrapping
-            return "current"
-        key_ref, wrapped = wrapping.wrap_data_key(data_key, header.immutable, header.context)
+        # A KMS that re-encrypts the blob itself keeps the key-encryption key inside it.
+        rewrapped = wrapping.rewrap_data_key(header, unwrapping)
+        if rewrapped is None:
+            data_key = unwrapping.unwrap_data_key(header)
+            if not force and wrapping.is_current(header.key_ref):  # learnt by unwrapping
+                return "current"
+            rewrapped = wrapping.wrap_data_key(data_key, header.immutable, header.context)
+        key_ref, wrapped = rewrapped
         new_header = encode_header(header.mode, header.context_field, key_ref, wrapped)
         etag = located.info.etag
         if located.placement == "detached":

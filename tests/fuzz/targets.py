@@ -240,7 +240,7 @@ def _audit_log(data: bytes) -> None:
 def _kms_key_ref(data: bytes) -> None:
     """The KMS key reference decoder."""
     kind, key_id, blob = decode_key_ref(data)
-    assert kind in (1, 2)
+    assert kind in (1, 2, 3, 4)
     assert key_id
     assert blob
 

@@ -1,6 +1,6 @@
 """What the core asks of every key provider, and nothing more.
 
-The envelope and the store work with any provider through these five methods; none of them
+The envelope and the store work with any provider through these six methods; none of them
 ever tests which provider it holds. ``key_ref`` is the provider's key reference, stored in
 the header (layouts in ``docs/format.md``); the associated data of every wrap is
 ``immutable || u16 len(key_ref) || key_ref`` (:func:`sealstore.header.key_binding`).
@@ -36,6 +36,14 @@ class Provider(Protocol):
 
     def unwrap_data_key(self, header: Header) -> bytes:
         """The data key of a parsed header written in this provider's mode."""
+        ...
+
+    def rewrap_data_key(self, header: Header, source: object) -> tuple[bytes, bytes] | None:
+        """A new ``(key ref, wrapped key)`` for ``header``, made without unwrapping the data
+        key (a KMS re-encrypting its blob), or ``None``: unwrap with ``source``, then wrap.
+
+        ``source`` is the provider the rewrap reads the object with.
+        """
         ...
 
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:

@@ -105,6 +105,10 @@ class CustomerKeys:
             binding = key_binding(header.immutable, key_ref)
         return self._wrapper.unwrap(header.wrapped_key, binding)
 
+    def rewrap_data_key(self, header: Header, source: object) -> None:
+        """Never: a customer key is only ever used in hand."""
+        return None
+
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Nothing to account for: a customer key has no limit on what it covers."""
 

@@ -7,7 +7,13 @@ cached for decryption (far fewer KMS calls, like S3 Bucket Keys).
 
 Key reference layout in the header (``docs/format.md``)::
 
-    kind (1: per-object key, 2: bucket key) | u16 len | key id (UTF-8) | u16 len | KMS blob
+    kind | u16 len | key id (UTF-8) | u16 len | KMS blob
+
+Kinds 1 (per-object key) and 2 (bucket key) bind the whole key reference, blob included, into
+the associated data of the data key's wrap. Kinds 3 and 4, which every write now uses, bind
+only the kind byte: the KMS itself binds the blob to its key (and, per object, to the
+object's context), so a rewrap can replace the blob with one the KMS re-encrypted, without
+the key-encryption key ever leaving the KMS. Objects of kinds 1 and 2 are still read.
 
 The KMS encryption context of a per-object key is the object's encryption context; that of
 a bucket key is :data:`BUCKET_KEY_CONTEXT`.
@@ -18,10 +24,10 @@ from __future__ import annotations
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import ClassVar, Final, final
+from typing import ClassVar, Final, TypeVar, final
 
 import attrs
 
@@ -29,18 +35,31 @@ from sealstore import _aead
 from sealstore.clock import utc_now
 from sealstore.errors import DecryptionError, FormatError, InvalidKeyError, KeyNotTrustedError
 from sealstore.header import Header, Mode, key_binding
-from sealstore.kms.base import DataKey, KmsClient
+from sealstore.kms.base import (
+    BatchDecryptingKmsClient,
+    DataKey,
+    KmsClient,
+    ReencryptingKmsClient,
+)
 from sealstore.kms.policy import check_principal
 
 __all__ = ["BUCKET_KEY_CONTEXT", "BucketKeyPolicy", "KmsKeys"]
 
 PER_OBJECT: Final = 1
 BUCKET_KEY: Final = 2
+PER_OBJECT_REWRAPPABLE: Final = 3
+"""A per-object key whose wrap binds the kind only, so the KMS can replace its blob."""
+BUCKET_KEY_REWRAPPABLE: Final = 4
+"""A bucket key whose wrap binds the kind only, so the KMS can replace its blob."""
+_PER_OBJECT_KINDS = frozenset({PER_OBJECT, PER_OBJECT_REWRAPPABLE})
+_REWRAPPABLE_KINDS = frozenset({PER_OBJECT_REWRAPPABLE, BUCKET_KEY_REWRAPPABLE})
+_KINDS = frozenset({PER_OBJECT, BUCKET_KEY, PER_OBJECT_REWRAPPABLE, BUCKET_KEY_REWRAPPABLE})
 BUCKET_KEY_CONTEXT: Final[Mapping[str, str]] = MappingProxyType({"sealstore:purpose": "bucket-key"})
 """The KMS encryption context under which bucket keys are generated."""
 MAX_KEY_ID_SIZE: Final = 2048
 MAX_BLOB_SIZE: Final = 1024
 _U16 = struct.Struct(">H")
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -79,6 +98,11 @@ class _BucketState:
     default_key_id: str | None = None
     resolved: dict[str, str] = attrs.field(factory=dict)
     """The key id the KMS reports for each key id or alias this provider used."""
+    prefetched: dict[bytes, bytes] = attrs.field(factory=dict)
+    """Per-object KEKs opened ahead by :meth:`KmsKeys.prefetch`, each used once."""
+    reencrypted: OrderedDict[bytes, bytes] = attrs.field(factory=OrderedDict)
+    """The key reference a bucket key's KMS re-encryption gave, by the one it replaced: the
+    objects sharing a bucket key keep sharing it after a rewrap (one KMS call for them all)."""
 
 
 def encode_key_ref(kind: int, key_id: str, blob: bytes) -> bytes:
@@ -101,7 +125,7 @@ def decode_key_ref(key_ref: bytes) -> tuple[int, str, bytes]:
     except (IndexError, struct.error):
         raise FormatError("malformed header: the KMS key reference is truncated") from None
     if (
-        kind not in (PER_OBJECT, BUCKET_KEY)
+        kind not in _KINDS
         or not 0 < id_size <= MAX_KEY_ID_SIZE
         or not 0 < blob_size <= MAX_BLOB_SIZE
         or blob_at + 2 + blob_size != len(key_ref)
@@ -112,6 +136,12 @@ def decode_key_ref(key_ref: bytes) -> tuple[int, str, bytes]:
     except UnicodeDecodeError:
         raise FormatError("malformed header: the KMS key id is not UTF-8") from None
     return kind, key_id, key_ref[blob_at + 2 :]
+
+
+def wrap_binding(key_ref: bytes) -> bytes:
+    """What of a KMS key reference the data key's wrap authenticates: all of it for kinds 1
+    and 2, the kind byte alone for kinds 3 and 4 (``docs/format.md``)."""
+    return key_ref[:1] if key_ref[:1] and key_ref[0] in _REWRAPPABLE_KINDS else key_ref
 
 
 def _key_id_set(value: Iterable[str]) -> frozenset[str]:
@@ -173,11 +203,11 @@ class KmsKeys:
             asked = self._key_id()
             kms_key = self.client.generate_data_key(asked, context, principal=self.principal)
             self._state.resolved[asked] = kms_key.key_id
-            key_ref = encode_key_ref(PER_OBJECT, kms_key.key_id, kms_key.blob)
+            key_ref = encode_key_ref(PER_OBJECT_REWRAPPABLE, kms_key.key_id, kms_key.blob)
             wrapper = _aead.KeyWrapper(kms_key.plaintext)
         else:
             key_ref, wrapper = self._bucket_key_for_write(self.bucket_key)
-        return key_ref, wrapper.wrap(data_key, key_binding(immutable, key_ref))
+        return key_ref, wrapper.wrap(data_key, key_binding(immutable, wrap_binding(key_ref)))
 
     def unwrap_data_key(self, header: Header) -> bytes:
         """Recover the data key of a KMS-mode header, asking the KMS unless cached.
@@ -187,18 +217,124 @@ class KmsKeys:
         when the blob was made under another key.
         """
         kind, key_id, blob = decode_key_ref(header.key_ref)
-        if kind == PER_OBJECT:
-            plaintext = self._decrypt(key_id, blob, header.context)
+        if kind in _PER_OBJECT_KINDS:
+            with self._state.lock:
+                plaintext = self._state.prefetched.pop(header.key_ref, None)
+            if plaintext is None:
+                plaintext = self._decrypt(key_id, blob, header.context)
             wrapper = _aead.KeyWrapper(plaintext)
         else:
             wrapper = self._bucket_key_for_read(header.key_ref, key_id, blob)
-        return wrapper.unwrap(header.wrapped_key, key_binding(header.immutable, header.key_ref))
+        binding = key_binding(header.immutable, wrap_binding(header.key_ref))
+        return wrapper.unwrap(header.wrapped_key, binding)
+
+    def rewrap_data_key(self, header: Header, source: object) -> tuple[bytes, bytes] | None:
+        """A new ``(key ref, wrapped key)`` for a KMS-mode header, made by the KMS
+        re-encrypting the blob under this provider's key (its newest material), without the
+        key-encryption key leaving the KMS; ``None`` when that cannot be done and the data
+        key must be unwrapped and wrapped again.
+
+        It is done for objects of kinds 3 and 4, read by ``source`` (a ``KmsKeys`` over the
+        same client) under the very key this provider writes with, when the client can
+        re-encrypt (:class:`~sealstore.kms.base.ReencryptingKmsClient`). The wrapped data key
+        is kept as it is. Objects sharing a bucket key still share one after the rewrap.
+        """
+        kind, key_id, blob = decode_key_ref(header.key_ref)
+        client = self.client
+        if not isinstance(source, KmsKeys) or not self._reencrypts(kind, key_id, source):
+            return None
+        assert isinstance(client, ReencryptingKmsClient)  # checked by _reencrypts
+        asked = source._asked(key_id)
+        state = self._state
+        if kind == BUCKET_KEY_REWRAPPABLE:
+            with state.lock:
+                done = state.reencrypted.get(header.key_ref)
+            if done is not None:
+                return done, header.wrapped_key
+        context = header.context if kind == PER_OBJECT_REWRAPPABLE else BUCKET_KEY_CONTEXT
+        new_id, new_blob = source._trusting(
+            key_id,
+            asked,
+            lambda: client.reencrypt(asked, blob, context, asked, principal=self.principal),
+        )
+        key_ref = encode_key_ref(kind, new_id, new_blob)
+        if kind == BUCKET_KEY_REWRAPPABLE:
+            with state.lock:
+                state.reencrypted[header.key_ref] = key_ref
+                while len(state.reencrypted) > (self.bucket_key or BucketKeyPolicy()).cache_size:
+                    state.reencrypted.popitem(last=False)
+        return key_ref, header.wrapped_key
+
+    def prefetch(self, headers: Sequence[Header], *, rewrapped_by: object = None) -> None:
+        """Open ahead, in one KMS request per key, the per-object blobs of ``headers``, for
+        a bulk operation about to unwrap them one by one.
+
+        Only with a client that decrypts in batches
+        (:class:`~sealstore.kms.base.BatchDecryptingKmsClient`); otherwise nothing happens.
+        Each KEK opened is kept until its object is unwrapped, and the previous prefetch's
+        leftovers are dropped. A blob the batch could not open is left out: unwrapping that
+        object asks the KMS again and raises its error there. Bucket keys are not fetched
+        (their cache serves them), nor blobs ``rewrapped_by`` (the provider a rewrap wraps
+        with) will have the KMS re-encrypt (:meth:`rewrap_data_key`).
+        """
+        client = self.client
+        if not isinstance(client, BatchDecryptingKmsClient):
+            return
+        groups: dict[str, list[tuple[bytes, bytes, Mapping[str, str]]]] = {}
+        for header in headers:
+            try:
+                kind, key_id, blob = decode_key_ref(header.key_ref)
+            except FormatError:
+                continue  # reported when that object is unwrapped
+            if kind in _PER_OBJECT_KINDS and not (
+                isinstance(rewrapped_by, KmsKeys) and rewrapped_by._reencrypts(kind, key_id, self)
+            ):
+                groups.setdefault(self._asked(key_id), []).append(
+                    (header.key_ref, blob, header.context)
+                )
+        opened: dict[bytes, bytes] = {}
+        for asked, items in groups.items():
+            results = client.decrypt_many(
+                asked, [(blob, context) for _, blob, context in items], principal=self.principal
+            )
+            for (key_ref, _, _), result in zip(items, results, strict=True):
+                if isinstance(result, bytes):
+                    opened[key_ref] = result
+        with self._state.lock:
+            self._state.prefetched = opened
+
+    def _reencrypts(self, kind: int, key_id: str, source: KmsKeys) -> bool:
+        """Whether :meth:`rewrap_data_key` has the KMS re-encrypt a blob of ``kind`` naming
+        ``key_id`` that ``source`` reads: a rewrappable kind, the same client able to
+        re-encrypt, and the key ``source`` opens it under is the one this provider writes
+        with (not every KMS re-encrypts across keys; Transit does not)."""
+        if (
+            kind not in _REWRAPPABLE_KINDS
+            or source.client is not self.client
+            or not isinstance(self.client, ReencryptingKmsClient)
+        ):
+            return False
+        target = self._key_id()
+        return source._asked(key_id) in (target, self._state.resolved.get(target))
+
+    def _asked(self, key_id: str) -> str:
+        """The key this provider asks the KMS to open a blob naming ``key_id`` under."""
+        return key_id if key_id in self.trusted_key_ids else self._key_id()
 
     def _decrypt(self, key_id: str, blob: bytes, context: Mapping[str, str]) -> bytes:
         """The KMS's plaintext of ``blob``, opened only under a key this provider trusts."""
-        asked = key_id if key_id in self.trusted_key_ids else self._key_id()
+        asked = self._asked(key_id)
+        return self._trusting(
+            key_id,
+            asked,
+            lambda: self.client.decrypt(asked, blob, context, principal=self.principal),
+        )
+
+    def _trusting(self, key_id: str, asked: str, call: Callable[[], _T]) -> _T:
+        """``call()``, a KMS request opening a blob naming ``key_id`` under ``asked``; a
+        refusal because the blob is not under ``asked`` is :class:`KeyNotTrustedError`."""
         try:
-            plaintext = self.client.decrypt(asked, blob, context, principal=self.principal)
+            result = call()
         except DecryptionError:
             if asked == key_id:
                 raise
@@ -210,7 +346,7 @@ class KmsKeys:
             ) from None
         # The KMS opened the blob under the key asked for, so that is the key the header names.
         self._state.resolved[asked] = key_id
-        return plaintext
+        return result
 
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Count ``size`` bytes encrypted under the data key wrapped with ``key_ref``.
@@ -263,7 +399,7 @@ class KmsKeys:
                     asked, BUCKET_KEY_CONTEXT, principal=self.principal
                 )
                 state.resolved[asked] = kms_key.key_id
-                key_ref = encode_key_ref(BUCKET_KEY, kms_key.key_id, kms_key.blob)
+                key_ref = encode_key_ref(BUCKET_KEY_REWRAPPABLE, kms_key.key_id, kms_key.blob)
                 current = _BucketKey(kms_key, key_ref, _aead.KeyWrapper(kms_key.plaintext), now)
                 state.current = current
                 # Not put in the read cache: reading back must be allowed (and audited) by the

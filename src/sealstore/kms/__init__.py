@@ -10,5 +10,14 @@ from sealstore.kms.aws import AwsKms
 from sealstore.kms.base import DEFAULT_ALIAS, DataKey, KmsClient
 from sealstore.kms.local import LocalKms
 from sealstore.kms.policy import KeyPolicy
+from sealstore.kms.vault import VaultTransitKms
 
-__all__ = ["DEFAULT_ALIAS", "AwsKms", "DataKey", "KeyPolicy", "KmsClient", "LocalKms"]
+__all__ = [
+    "DEFAULT_ALIAS",
+    "AwsKms",
+    "DataKey",
+    "KeyPolicy",
+    "KmsClient",
+    "LocalKms",
+    "VaultTransitKms",
+]

@@ -1,20 +1,28 @@
 """The KMS contract: :class:`KmsClient`, the three operations sealstore asks of a key
 management service, and the :class:`DataKey` it answers with.
 
-Re-encryption inside the KMS (``ReEncrypt``) is not among them: the header binds the KMS blob
-into the associated data of the data key's wrap, so a rewrap must redo that wrap with the
-key-encryption key in hand (``decrypt``, then ``generate_data_key`` under the new key).
-Adapters may still offer it (:meth:`LocalKms.reencrypt`, :meth:`AwsKms.reencrypt`).
+Two more abilities are optional, each a protocol of its own that :class:`~sealstore.KmsKeys`
+uses when the client has it: :class:`ReencryptingKmsClient` (re-encryption inside the KMS, so
+a rewrap of an object written with a rewrappable key reference never handles the key) and
+:class:`BatchDecryptingKmsClient` (many blobs opened in one round trip).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["DEFAULT_ALIAS", "DataKey", "KmsClient"]
+from sealstore.errors import SealstoreError
+
+__all__ = [
+    "DEFAULT_ALIAS",
+    "BatchDecryptingKmsClient",
+    "DataKey",
+    "KmsClient",
+    "ReencryptingKmsClient",
+]
 
 DEFAULT_ALIAS: Final = "alias/sealstore/default"
 """The alias of the key a KMS adapter creates for :meth:`KmsClient.default_key_id`."""
@@ -59,4 +67,41 @@ class KmsClient(Protocol):
 
     def default_key_id(self, *, principal: str) -> str:
         """The key used when a caller names none, created on first use (like ``aws/s3``)."""
+        ...
+
+
+@runtime_checkable
+class ReencryptingKmsClient(Protocol):
+    """A KMS that re-encrypts a blob under a key's newest material without revealing it.
+
+    :class:`~sealstore.LocalKms`, :class:`~sealstore.AwsKms` and
+    :class:`~sealstore.VaultTransitKms` (within one key) have it.
+    """
+
+    def reencrypt(
+        self,
+        key_id: str,
+        blob: bytes,
+        context: Mapping[str, str],
+        new_key_id: str,
+        *,
+        principal: str,
+    ) -> tuple[str, bytes]:
+        """``(key id, new blob)``: the plaintext of ``blob`` under ``new_key_id``, same context."""
+        ...
+
+
+@runtime_checkable
+class BatchDecryptingKmsClient(Protocol):
+    """A KMS that opens many blobs of one key in one request
+    (:meth:`~sealstore.VaultTransitKms.decrypt_many`)."""
+
+    def decrypt_many(
+        self,
+        key_id: str,
+        items: Sequence[tuple[bytes, Mapping[str, str]]],
+        *,
+        principal: str,
+    ) -> list[bytes | SealstoreError]:
+        """Each ``(blob, context)``'s plaintext, or the error that item alone failed with."""
         ...

@@ -191,6 +191,10 @@ class ManagedKeys:
         self._record(Operation.UNWRAP, ring, entry.id, header.context)
         return data_key
 
+    def rewrap_data_key(self, header: Header, source: object) -> None:
+        """Never: the master keys are in hand, so a rewrap unwraps and wraps."""
+        return None
+
     def record_plaintext_bytes(self, key_ref: bytes, size: int) -> None:
         """Nothing to account for: rotation by count counts data keys, not bytes."""
 

@@ -1,0 +1,532 @@
+"""``VaultTransitKms`` against a real OpenBao dev server, and its errors at the hvac seam."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+
+import sealstore
+from sealstore.audit import MemoryAuditSink, Operation, Outcome
+from sealstore.backends import MemoryBackend
+from sealstore.header import encode_header, parse_header
+from sealstore.kms import KmsClient
+from sealstore.kms.vault import (
+    BATCH_SIZE,
+    CONTEXT_LABEL,
+    VaultTransitKms,
+    blob_version,
+    transit_context,
+)
+from tests.servers import free_ports, running_openbao
+
+CONTEXT = {"bucket": "ledger-7f3a", "object": "2024/invoice-17.pdf"}
+PRINCIPAL = "orders-service"
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def root_client(openbao: tuple[str, str], namespace: str | None = None) -> hvac.Client:
+    """An hvac client holding the dev server's root token."""
+    address, token = openbao
+    return hvac.Client(url=address, token=token, namespace=namespace, timeout=10)
+
+
+def enable_transit(client: hvac.Client) -> str:
+    """A fresh Transit engine at a path of its own; its mount path."""
+    mount = unique("transit")
+    client.sys.enable_secrets_engine("transit", path=mount)
+    return mount
+
+
+def token_with_policy(client: hvac.Client, rules: str) -> str:
+    """A new token whose only policy is ``rules`` (HCL)."""
+    name = unique("policy")
+    client.sys.create_or_update_policy(name, rules)
+    token: str = client.auth.token.create(policies=[name], ttl="1h")["auth"]["client_token"]
+    return token
+
+
+@pytest.fixture(scope="module")
+def mount(openbao_server: tuple[str, str]) -> str:
+    """A Transit engine for this module's tests."""
+    return enable_transit(root_client(openbao_server))
+
+
+@pytest.fixture
+def sink() -> MemoryAuditSink:
+    """An empty in-memory audit sink."""
+    return MemoryAuditSink()
+
+
+@pytest.fixture
+def kms(openbao_server: tuple[str, str], mount: str, sink: MemoryAuditSink) -> VaultTransitKms:
+    """A VaultTransitKms with the root token, on this module's mount, auditing into ``sink``."""
+    address, token = openbao_server
+    return VaultTransitKms.with_token(
+        address, token, mount=mount, default_key=unique("default"), audit=sink
+    )
+
+
+@pytest.fixture
+def key(kms: VaultTransitKms) -> str:
+    """A new derived Transit key."""
+    return kms.create_key(unique("key"), principal=PRINCIPAL)
+
+
+def test_round_trip_and_blob_shape(kms: VaultTransitKms, key: str) -> None:
+    """A data key decrypts to itself; its blob is Transit's ciphertext naming version 1."""
+    data_key = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    assert data_key.key_id == key
+    assert data_key.blob.startswith(b"vault:v1:")
+    assert blob_version(data_key.blob) == 1
+    assert kms.decrypt(key, data_key.blob, CONTEXT, principal=PRINCIPAL) == data_key.plaintext
+
+
+def test_satisfies_kms_client_protocol(kms: VaultTransitKms) -> None:
+    """VaultTransitKms is a KmsClient (checked by the type checker through this binding)."""
+    client: KmsClient = kms
+    assert client is kms
+
+
+def test_transit_context_is_label_then_canonical_encoding() -> None:
+    """The context sent to Transit is the label, then the header's canonical encoding."""
+    sent = base64.b64decode(transit_context({"b": "2", "aa": "1"}))
+    assert sent == CONTEXT_LABEL + bytes.fromhex("000d000261610001310001620001 32".replace(" ", ""))
+    assert base64.b64decode(transit_context({})) == CONTEXT_LABEL + b"\x00\x00"
+
+
+def test_a_key_that_is_not_derived_is_refused(
+    kms: VaultTransitKms, openbao_server: tuple[str, str], mount: str
+) -> None:
+    """A Transit key without derivation would ignore the context: KeyStateError, no data key."""
+    name = unique("plain")
+    root_client(openbao_server).secrets.transit.create_key(name, mount_point=mount)
+    with pytest.raises(sealstore.KeyStateError, match="derived=true"):
+        kms.generate_data_key(name, CONTEXT, principal=PRINCIPAL)
+    with pytest.raises(sealstore.KeyStateError):
+        kms.decrypt(name, b"vault:v1:AAAA", CONTEXT, principal=PRINCIPAL)
+
+
+def test_rotation_keeps_old_blobs_and_min_decryption_version_retires_them(
+    kms: VaultTransitKms, key: str, openbao_server: tuple[str, str], mount: str
+) -> None:
+    """After a rotation new blobs name version 2 and old ones still open; once the key's
+    min_decryption_version passes them, old blobs raise KeyRetiredError."""
+    old = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    assert kms.rotate_key(key, principal=PRINCIPAL) == 2
+    new = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    assert blob_version(new.blob) == 2
+    assert kms.decrypt(key, old.blob, CONTEXT, principal=PRINCIPAL) == old.plaintext
+    root_client(openbao_server).secrets.transit.update_key_configuration(
+        key, min_decryption_version=2, mount_point=mount
+    )
+    with pytest.raises(sealstore.KeyRetiredError, match="min_decryption_version"):
+        kms.decrypt(key, old.blob, CONTEXT, principal=PRINCIPAL)
+    assert kms.decrypt(key, new.blob, CONTEXT, principal=PRINCIPAL) == new.plaintext
+
+
+def test_reencrypt_moves_a_blob_to_the_newest_version(kms: VaultTransitKms, key: str) -> None:
+    """reencrypt (Transit rewrap) gives a blob of the newest version with the same plaintext,
+    bound to the same context."""
+    data_key = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    kms.rotate_key(key, principal=PRINCIPAL)
+    key_id, blob = kms.reencrypt(key, data_key.blob, CONTEXT, key, principal=PRINCIPAL)
+    assert (key_id, blob_version(blob)) == (key, 2)
+    assert kms.decrypt(key, blob, CONTEXT, principal=PRINCIPAL) == data_key.plaintext
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(key, blob, {**CONTEXT, "object": "other"}, principal=PRINCIPAL)
+
+
+def test_reencrypt_to_another_key_is_refused(kms: VaultTransitKms, key: str) -> None:
+    """Transit cannot rewrap across keys: InvalidKmsRequestError, before any request."""
+    data_key = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    with pytest.raises(sealstore.InvalidKmsRequestError, match="only under its own key"):
+        kms.reencrypt(key, data_key.blob, CONTEXT, "another", principal=PRINCIPAL)
+
+
+def test_decrypt_many_answers_each_item(kms: VaultTransitKms, key: str) -> None:
+    """One batch request opens good blobs and reports each bad one by its own error."""
+    first = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    second = kms.generate_data_key(key, {}, principal=PRINCIPAL)
+    results = kms.decrypt_many(
+        key,
+        [
+            (first.blob, CONTEXT),
+            (second.blob, {"wrong": "context"}),
+            (b"not a blob", {}),
+            (second.blob, {}),
+        ],
+        principal=PRINCIPAL,
+    )
+    assert results[0] == first.plaintext
+    assert isinstance(results[1], sealstore.DecryptionError)
+    assert isinstance(results[2], sealstore.DecryptionError)
+    assert results[3] == second.plaintext
+    assert kms.decrypt_many(key, [], principal=PRINCIPAL) == []
+
+
+def test_decrypt_many_sends_one_request_per_batch_size(
+    kms: VaultTransitKms, key: str, sink: MemoryAuditSink
+) -> None:
+    """Blobs go BATCH_SIZE to a request (OpenBao refuses much larger bodies): 250 blobs
+    cost three decrypt events, and every one opens."""
+    data_keys = [kms.generate_data_key(key, {"n": str(n)}, principal=PRINCIPAL) for n in range(250)]
+    before = len(sink.events)
+    results = kms.decrypt_many(
+        key, [(dk.blob, {"n": str(n)}) for n, dk in enumerate(data_keys)], principal=PRINCIPAL
+    )
+    assert results == [dk.plaintext for dk in data_keys]
+    assert BATCH_SIZE == 100
+    assert [event.operation for event in sink.events[before:]] == [Operation.UNWRAP] * 3
+
+
+def test_decrypt_many_raises_what_concerns_the_whole_batch(kms: VaultTransitKms) -> None:
+    """An unknown key fails the batch as a whole with KeyNotFoundError."""
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.decrypt_many("no-such-key", [(b"vault:v1:AAAA", {})], principal=PRINCIPAL)
+
+
+def test_soft_deleted_and_deleted_keys(
+    kms: VaultTransitKms, openbao_server: tuple[str, str], mount: str
+) -> None:
+    """A soft-deleted key (OpenBao) raises KeyPendingDeletionError, and works again once
+    restored; a deleted key raises KeyNotFoundError."""
+    root = root_client(openbao_server)
+    key = kms.create_key(unique("doomed"), principal=PRINCIPAL)
+    data_key = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    root.secrets.transit.update_key_configuration(key, deletion_allowed=True, mount_point=mount)
+    root.adapter.delete(f"/v1/{mount}/keys/{key}/soft-delete")
+    with pytest.raises(sealstore.KeyPendingDeletionError, match="soft-deleted"):
+        kms.decrypt(key, data_key.blob, CONTEXT, principal=PRINCIPAL)
+    with pytest.raises(sealstore.KeyPendingDeletionError):
+        kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    root.adapter.post(f"/v1/{mount}/keys/{key}/soft-delete-restore")
+    assert kms.decrypt(key, data_key.blob, CONTEXT, principal=PRINCIPAL) == data_key.plaintext
+    root.secrets.transit.delete_key(key, mount_point=mount)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.decrypt(key, data_key.blob, CONTEXT, principal=PRINCIPAL)
+
+
+def test_unknown_and_impossible_key_names(kms: VaultTransitKms) -> None:
+    """An unknown key, or a name no Transit key can have, is KeyNotFoundError."""
+    for name in ("no-such-key", "alias/orders", ""):
+        with pytest.raises(sealstore.KeyNotFoundError):
+            kms.generate_data_key(name, CONTEXT, principal=PRINCIPAL)
+
+
+def test_a_missing_mount_is_a_kms_error_naming_it(
+    openbao_server: tuple[str, str],
+) -> None:
+    """A mount with no Transit engine: KmsError that says to check the mount."""
+    address, token = openbao_server
+    kms = VaultTransitKms.with_token(address, token, mount=unique("nowhere"))
+    with pytest.raises(sealstore.KmsError, match="mount") as raised:
+        kms.generate_data_key("orders", CONTEXT, principal=PRINCIPAL)
+    assert token not in str(raised.value)
+
+
+def test_encrypt_only_token_writes_but_cannot_read(
+    openbao_server: tuple[str, str], mount: str, key: str
+) -> None:
+    """A token allowed datakey (and key reads) but not decrypt writes objects, and its reads
+    fail with AccessDeniedError naming the operation, without the token."""
+    root = root_client(openbao_server)
+    token = token_with_policy(
+        root,
+        f'path "{mount}/datakey/plaintext/{key}" {{ capabilities = ["update"] }}\n'
+        f'path "{mount}/keys/{key}" {{ capabilities = ["read"] }}\n',
+    )
+    writer = VaultTransitKms.with_token(openbao_server[0], token, mount=mount)
+    keys = sealstore.KmsKeys(writer, key_id=key, principal=PRINCIPAL)
+    blob = sealstore.encrypt(b"write only", keys, context=CONTEXT)
+    with pytest.raises(sealstore.AccessDeniedError, match="decrypt") as raised:
+        sealstore.decrypt(blob, keys)
+    assert token not in str(raised.value)
+    assert token not in repr(writer)
+
+
+def test_a_token_without_any_policy_is_denied(
+    openbao_server: tuple[str, str], mount: str, key: str
+) -> None:
+    """A token with the default policy only: AccessDeniedError on the first use."""
+    token = token_with_policy(
+        root_client(openbao_server), 'path "nothing/*" { capabilities = ["read"] }'
+    )
+    kms = VaultTransitKms.with_token(openbao_server[0], token, mount=mount)
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+
+
+def test_approle_login(openbao_server: tuple[str, str], mount: str, key: str) -> None:
+    """AppRole login gives a working client; a wrong secret id is AccessDeniedError."""
+    root = root_client(openbao_server)
+    auth_mount = unique("approle")
+    root.sys.enable_auth_method("approle", path=auth_mount)
+    policy = unique("policy")
+    root.sys.create_or_update_policy(
+        policy,
+        f'path "{mount}/*" {{ capabilities = ["read", "update"] }}\n',
+    )
+    root.auth.approle.create_or_update_approle(
+        "sealstore", token_policies=[policy], mount_point=auth_mount
+    )
+    role_id = root.auth.approle.read_role_id("sealstore", mount_point=auth_mount)["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id("sealstore", mount_point=auth_mount)["data"][
+        "secret_id"
+    ]
+    kms = VaultTransitKms.with_approle(
+        openbao_server[0], role_id, secret_id, auth_mount=auth_mount, mount=mount
+    )
+    keys = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    assert sealstore.decrypt(sealstore.encrypt(b"approle", keys), keys) == b"approle"
+    with pytest.raises(sealstore.AccessDeniedError, match="AppRole") as raised:
+        VaultTransitKms.with_approle(
+            openbao_server[0], role_id, "wrong-" + secret_id, auth_mount=auth_mount
+        )
+    assert secret_id not in str(raised.value)
+
+
+def test_namespace(openbao_server: tuple[str, str]) -> None:
+    """A Transit engine inside a namespace is reached through the client's namespace, and
+    the same mount path outside it is another engine."""
+    root = root_client(openbao_server)
+    namespace = unique("tenant")
+    root.sys.create_namespace(namespace)
+    inside = root_client(openbao_server, namespace)
+    mount = enable_transit(inside)
+    kms = VaultTransitKms.with_token(*openbao_server, namespace=namespace, mount=mount)
+    key = kms.create_key("orders", principal=PRINCIPAL)
+    data_key = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    assert kms.decrypt(key, data_key.blob, CONTEXT, principal=PRINCIPAL) == data_key.plaintext
+    outside = VaultTransitKms.with_token(*openbao_server, mount=mount)
+    with pytest.raises(sealstore.KmsError, match="mount"):
+        outside.decrypt(key, data_key.blob, CONTEXT, principal=PRINCIPAL)
+
+
+def test_default_key_is_created_derived_once(kms: VaultTransitKms) -> None:
+    """default_key_id creates the default key on first use and names it every time."""
+    first = kms.default_key_id(principal=PRINCIPAL)
+    assert first == kms.default_key
+    assert kms.default_key_id(principal=PRINCIPAL) == first
+    data_key = kms.generate_data_key(first, {}, principal=PRINCIPAL)
+    assert kms.decrypt(first, data_key.blob, {}, principal=PRINCIPAL) == data_key.plaintext
+
+
+def test_audit_events_and_repr_hold_no_secrets(
+    kms: VaultTransitKms, key: str, sink: MemoryAuditSink, openbao_server: tuple[str, str]
+) -> None:
+    """Events name operation, key and context keys; repr shows mount and default key only."""
+    data_key = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    kms.decrypt(key, data_key.blob, CONTEXT, principal=PRINCIPAL)
+    with pytest.raises(sealstore.DecryptionError):
+        kms.decrypt(key, data_key.blob, {}, principal=PRINCIPAL)
+    used = [e for e in sink.events if e.operation in (Operation.GENERATE, Operation.UNWRAP)]
+    assert [(e.operation, e.outcome) for e in used] == [
+        (Operation.GENERATE, Outcome.SUCCESS),
+        (Operation.UNWRAP, Outcome.SUCCESS),
+        (Operation.UNWRAP, Outcome.FAILURE),
+    ]
+    assert {e.key_id for e in used} == {key}
+    assert used[0].context_keys == ("bucket", "object")
+    assert used[0].principal == PRINCIPAL
+    shown = repr(kms) + "".join(map(repr, sink.events))
+    assert openbao_server[1] not in shown
+    assert "ledger-7f3a" not in shown
+    assert repr(kms) == f"VaultTransitKms(mount={kms.mount!r}, default_key={kms.default_key!r})"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("mount", "/transit"), ("mount", ""), ("default_key", "a/b"), ("default_key", "")],
+)
+def test_options_are_validated(option: str, value: str) -> None:
+    """A mount or default key name Vault could not take is refused at construction."""
+    options: dict[str, Any] = {option: value}
+    with pytest.raises(ValueError, match=option):
+        VaultTransitKms(object(), **options)
+
+
+def test_server_not_running() -> None:
+    """No server at the address: KmsError naming the address, never hvac's or requests'."""
+    (port,) = free_ports(1)
+    address = f"http://127.0.0.1:{port}"
+    kms = VaultTransitKms.with_token(address, "s.token-never-shown", timeout=2)
+    with pytest.raises(sealstore.KmsError, match="did not answer") as raised:
+        kms.generate_data_key("orders", CONTEXT, principal=PRINCIPAL)
+    assert address in str(raised.value)
+    assert "token-never-shown" not in str(raised.value)
+    assert type(raised.value) is sealstore.KmsError
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[tuple[str, str, object]]:
+    """An OpenBao of this test's own, which the test may stop: (address, token, stopper)."""
+    token = "own-" + uuid.uuid4().hex
+    manager = running_openbao(tmp_path, token)
+    address = manager.__enter__()
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            manager.__exit__(None, None, None)
+
+    try:
+        yield address, token, stop
+    finally:
+        stop()
+
+
+def test_server_stopped_mid_run(own_server: tuple[str, str, object]) -> None:
+    """With the server gone, objects under a cached bucket key still read, per-object
+    objects and new bucket keys fail with KmsError naming the address."""
+    address, token, stop = own_server
+    root = hvac.Client(url=address, token=token)
+    root.sys.enable_secrets_engine("transit", path="transit")
+    kms = VaultTransitKms.with_token(address, token, timeout=2)
+    key = kms.create_key("orders", principal=PRINCIPAL)
+    store = sealstore.EncryptedStore(
+        MemoryBackend(), sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    )
+    per_object = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    for index in range(3):
+        store.put(f"bucket/{index}", b"bucket-keyed %d" % index)
+    store.put("single", b"per object", keys=per_object)
+    assert store.get("bucket/0") == b"bucket-keyed 0"  # warms the read cache
+    assert callable(stop)
+    stop()
+    for index in range(3):
+        assert store.get(f"bucket/{index}") == b"bucket-keyed %d" % index
+    with pytest.raises(sealstore.KmsError) as raised:
+        store.get("single", keys=per_object)
+    assert address in str(raised.value)
+    with pytest.raises(sealstore.KmsError, match="did not answer"):
+        store.put("new", b"per object", keys=per_object)
+    fresh = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    with pytest.raises(sealstore.KmsError, match="did not answer"):
+        store.put("new", b"new bucket key", keys=fresh)
+    assert type(raised.value) is sealstore.KmsError
+    assert token not in str(raised.value)
+
+
+def _events(sink: MemoryAuditSink, since: int) -> list[Operation]:
+    return [event.operation for event in sink.events[since:]]
+
+
+@pytest.mark.parametrize("bucket_key", [False, True])
+def test_round_trips_through_kms_keys_and_a_store(
+    kms: VaultTransitKms, key: str, bucket_key: bool
+) -> None:
+    """Objects written through KmsKeys over Transit read back, bound to their names."""
+    keys = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=bucket_key)
+    assert sealstore.decrypt(sealstore.encrypt(b"direct", keys, context=CONTEXT), keys) == (
+        b"direct"
+    )
+    store = sealstore.EncryptedStore(MemoryBackend(), keys)
+    for index in range(3):
+        store.put(f"orders/{index}", b"order %d" % index)
+    assert [store.get(f"orders/{index}") for index in range(3)] == [
+        b"order 0",
+        b"order 1",
+        b"order 2",
+    ]
+    assert store.head("orders/0").key_id == key
+
+
+def test_rotation_then_server_side_rewrap(
+    kms: VaultTransitKms,
+    key: str,
+    sink: MemoryAuditSink,
+    openbao_server: tuple[str, str],
+    mount: str,
+) -> None:
+    """After a rotation, a forced bulk rewrap has Transit rewrap each blob (no data key is
+    generated or decrypted), objects sharing a bucket key are rewrapped with one call, and
+    everything reads once the old version is below min_decryption_version."""
+    per_object = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    bucket = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    store = sealstore.EncryptedStore(MemoryBackend(), per_object)
+    for index in range(4):
+        store.put(f"single/{index}", b"single %d" % index)
+        store.put(f"shared/{index}", b"shared %d" % index, keys=bucket)
+    kms.rotate_key(key, principal=PRINCIPAL)
+    before = len(sink.events)
+    single = store.rewrap_all("single/", force=True)
+    shared = store.rewrap_all("shared/", keys=bucket, force=True)
+    assert (single.done, shared.done) == (4, 4)
+    assert _events(sink, before) == [Operation.REWRAP] * 5
+    root_client(openbao_server).secrets.transit.update_key_configuration(
+        key, min_decryption_version=2, mount_point=mount
+    )
+    reader = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    for index in range(4):
+        assert store.get(f"single/{index}", keys=reader) == b"single %d" % index
+        assert store.get(f"shared/{index}", keys=reader) == b"shared %d" % index
+
+
+def test_objects_below_min_decryption_version_fail_as_retired(
+    kms: VaultTransitKms, key: str, openbao_server: tuple[str, str], mount: str
+) -> None:
+    """An object whose blob is of a version no longer allowed raises KeyRetiredError."""
+    keys = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    store = sealstore.EncryptedStore(MemoryBackend(), keys)
+    store.put("old", b"old")
+    kms.rotate_key(key, principal=PRINCIPAL)
+    root_client(openbao_server).secrets.transit.update_key_configuration(
+        key, min_decryption_version=2, mount_point=mount
+    )
+    with pytest.raises(sealstore.KeyRetiredError):
+        store.get("old")
+
+
+def test_bulk_rewrap_to_another_key_decrypts_in_one_batch(
+    kms: VaultTransitKms, sink: MemoryAuditSink
+) -> None:
+    """Moving objects to another key (which Transit cannot rewrap to) opens their blobs with
+    one batch request, then wraps them under one bucket key of the new key."""
+    old = kms.create_key(unique("old"), principal=PRINCIPAL)
+    new = kms.create_key(unique("new"), principal=PRINCIPAL)
+    store = sealstore.EncryptedStore(
+        MemoryBackend(), sealstore.KmsKeys(kms, key_id=old, principal=PRINCIPAL)
+    )
+    for index in range(6):
+        store.put(f"moving/{index}", b"moving %d" % index)
+    moved = sealstore.KmsKeys(kms, key_id=new, principal=PRINCIPAL, bucket_key=True)
+    before = len(sink.events)
+    assert store.rewrap_all("moving/", keys=moved).done == 6
+    assert _events(sink, before) == [Operation.UNWRAP, Operation.GENERATE]
+    reader = sealstore.KmsKeys(kms, key_id=new, principal=PRINCIPAL)
+    assert store.get("moving/5", keys=reader) == b"moving 5"
+    assert store.head("moving/5").key_id == new
+
+
+def _swap_key_refs(first: bytes, second: bytes) -> bytes:
+    """``first`` with the key reference of ``second`` in its header."""
+    ours, theirs = parse_header(first), parse_header(second)
+    header = encode_header(ours.mode, ours.context_field, theirs.key_ref, ours.wrapped_key)
+    return header + first[ours.size :]
+
+
+@pytest.mark.parametrize("bucket_key", [False, True])
+def test_swapped_blobs_fail_authentication(
+    kms: VaultTransitKms, key: str, bucket_key: bool
+) -> None:
+    """An object given another object's key reference (blob) does not decrypt: Transit
+    refuses a per-object blob under another context, and another bucket key's KEK does not
+    open the wrapped data key."""
+    first = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=bucket_key)
+    second = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=bucket_key)
+    one = sealstore.encrypt(b"one", first, context={"n": "1"})
+    two = sealstore.encrypt(b"two", second, context={"n": "2"})
+    with pytest.raises(sealstore.DecryptionError):
+        sealstore.decrypt(_swap_key_refs(one, two), first)
