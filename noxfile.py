@@ -103,8 +103,9 @@ def soak(session: nox.Session) -> None:
 
 @nox.session
 def fleet(session: nox.Session) -> None:
-    """Hosts as separate processes sharing one SeaweedFS bucket and its keyring, then checked
-    (SEALSTORE_FLEET_SECONDS, default 60; SEALSTORE_FLEET_HOSTS, default 4)."""
+    """Hosts as separate processes sharing one SeaweedFS bucket, with managed keys in its
+    keyring, then with KMS keys from one OpenBao; then checked (SEALSTORE_FLEET_SECONDS per
+    mode, default 60; SEALSTORE_FLEET_HOSTS, default 4)."""
     session.install("-e", ".", *_group("test"))
     seconds = os.environ.get("SEALSTORE_FLEET_SECONDS") or "60"
     hosts = os.environ.get("SEALSTORE_FLEET_HOSTS") or "4"

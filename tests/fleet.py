@@ -18,11 +18,14 @@ in its own directory, lists the bucket and decrypts every acknowledged object, s
 verified once per host. Then the trails are compared: see :func:`check_trails` for what
 "the audit trails agree" means exactly.
 
-Keys are built by one function from the host's settings (:func:`host_keys`), so a fleet
-in another mode (a KMS shared by the hosts) plugs in there.
+Keys are built by one function from the host's settings (:func:`host_keys`): managed keys
+in the bucket's keyring, or, given a :class:`SharedKms`, KMS keys from one Vault/OpenBao
+Transit key that every host uses (:class:`~sealstore.kms.vault.VaultTransitKms`); there
+*rotate* rotates the Transit key and *rewrap* is forced, so blobs are rewrapped by the KMS.
 
-Run as a program (``nox -s fleet``; ``SEALSTORE_FLEET_SECONDS``, default 60, and
-``SEALSTORE_FLEET_HOSTS``, default 4) or through :func:`run_fleet` (``tests/test_fleet.py``).
+Run as a program (``nox -s fleet``: both modes, ``SEALSTORE_FLEET_SECONDS`` each, default
+60, with ``SEALSTORE_FLEET_HOSTS`` hosts, default 4; ``python -m tests.fleet --help``) or
+through :func:`run_fleet` (``tests/test_fleet.py``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from sealstore.audit import AuditEvent, Operation, Outcome
 from sealstore.backends import S3Backend
 from sealstore.keys.managed import RotationPolicy
 from sealstore.keys.managed.keyring import decode_keyring
+from sealstore.kms.vault import VaultTransitKms
 
 MIN_OPERATIONS: Final = 24
 """Each host does at least this many operations, however slow the machine: the checks never
@@ -63,6 +67,8 @@ within half a second."""
 LOST_RACE: Final = "another writer changed the keyring first"
 """The start of the reason of a failure event for a keyring change that was not saved."""
 ROOT: Final = Path(__file__).resolve().parent.parent
+TOKEN_VARIABLE: Final = "SEALSTORE_FLEET_VAULT_TOKEN"
+"""The Vault token reaches the hosts in their environment, never on a command line."""
 
 
 def content(name: str) -> bytes:
@@ -115,10 +121,33 @@ class WitnessStore:
         return repr(self.store)
 
 
-def host_keys(
-    settings: dict[str, Any], client: Any, audit: sealstore.JsonlAuditLog
-) -> tuple[sealstore.ManagedKeys, WitnessStore]:
-    """The key provider of a host, auditing to its own log, and the store it writes through."""
+@attrs.define
+class HostKeys:
+    """A host's key provider, how it rotates, and what it noted of its keyring writes."""
+
+    provider: sealstore.ManagedKeys | sealstore.KmsKeys
+    rotate: Callable[[], object]
+    witness: WitnessStore | None = None
+    """The managed keyring's store, noting the revisions written (``None`` in KMS mode)."""
+
+    def noted(self) -> dict[str, Any]:
+        """The revisions written and the lost conditional writes retried."""
+        if self.witness is None:
+            return {"revisions": [], "conflicts": 0}
+        return {"revisions": self.witness.written, "conflicts": self.witness.store.conflicts}
+
+
+def host_keys(settings: dict[str, Any], client: Any, audit: sealstore.JsonlAuditLog) -> HostKeys:
+    """The keys of a host, auditing to its own log: managed keys in the bucket's keyring, or
+    (``settings["vault"]``) KMS keys from the Transit engine every host shares."""
+    host = settings["host"]
+    vault = settings.get("vault")
+    if vault is not None:
+        kms = VaultTransitKms.with_token(
+            vault["address"], os.environ[TOKEN_VARIABLE], mount=vault["mount"], audit=audit
+        )
+        keys = sealstore.KmsKeys(kms, key_id=vault["key"], principal=host)
+        return HostKeys(keys, partial(kms.rotate_key, vault["key"], principal=host))
     store = WitnessStore(
         sealstore.S3KeyringStore(
             client,
@@ -128,8 +157,8 @@ def host_keys(
             create=True,
         )
     )
-    keys = sealstore.ManagedKeys(store, rotation=POLICY, audit=audit, principal=settings["host"])
-    return keys, store
+    managed = sealstore.ManagedKeys(store, rotation=POLICY, audit=audit, principal=host)
+    return HostKeys(managed, managed.rotate, store)
 
 
 class _Host:
@@ -139,11 +168,9 @@ class _Host:
         self.settings = settings
         self.name: str = settings["host"]
         client = _client(settings)
-        self.keys, self.witness = host_keys(
-            settings, client, sealstore.JsonlAuditLog("audit.jsonl")
-        )
+        self.keys = host_keys(settings, client, sealstore.JsonlAuditLog("audit.jsonl"))
         self.store = sealstore.EncryptedStore(
-            S3Backend(client, settings["bucket"], prefix="objects/"), self.keys
+            S3Backend(client, settings["bucket"], prefix="objects/"), self.keys.provider
         )
         self.rng = random.Random(settings["seed"])
         self.counts: Counter[str] = Counter()
@@ -189,7 +216,8 @@ class _Host:
 
     def rewrap(self) -> None:
         prefix = f"h{self.rng.randrange(self.settings['hosts'])}/"
-        report = self.store.rewrap_all(prefix)
+        # A KMS's own rotation keeps the key id: only a forced rewrap moves its blobs on.
+        report = self.store.rewrap_all(prefix, force="vault" in self.settings)
         self.counts["rewrapped objects"] += report.done
         for failure in report.failed:
             if failure.error == "ObjectChangedError":
@@ -219,8 +247,7 @@ class _Host:
             "counts": dict(self.counts),
             "problems": self.problems,
             "acknowledged": self.acknowledged,
-            "revisions": self.witness.written,
-            "conflicts": self.witness.store.conflicts,
+            **self.keys.noted(),
         }
 
 
@@ -275,9 +302,11 @@ class FleetReport:
             yield f"  PROBLEM {problem}"
 
 
-def _start(directory: Path, mode: str, settings: dict[str, Any]) -> subprocess.Popen[bytes]:
+def _start(
+    directory: Path, mode: str, settings: dict[str, Any], secrets: dict[str, str]
+) -> subprocess.Popen[bytes]:
     directory.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | secrets
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.Popen(  # noqa: S603 - our own interpreter running this module
         [sys.executable, "-m", "tests.fleet", f"--{mode}", json.dumps(settings)],
@@ -288,9 +317,14 @@ def _start(directory: Path, mode: str, settings: dict[str, Any]) -> subprocess.P
 
 
 def _run_hosts(
-    base: Path, mode: str, every: list[dict[str, Any]], stdin: bytes, timeout: float
+    base: Path,
+    mode: str,
+    every: list[dict[str, Any]],
+    stdin: bytes,
+    timeout: float,
+    secrets: dict[str, str],
 ) -> list[dict[str, Any]]:
-    processes = [_start(base / s["host"], mode, s) for s in every]
+    processes = [_start(base / s["host"], mode, s, secrets) for s in every]
     try:
         for process in processes:
             assert process.stdin is not None
@@ -312,30 +346,62 @@ def _run_hosts(
     return results
 
 
-def run_fleet(base: Path, endpoint: str, *, hosts: int = 4, seconds: float = 3.0) -> FleetReport:
+@attrs.frozen
+class SharedKms:
+    """A Vault or OpenBao every host uses: its address, a token, and the Transit engine's
+    mount and key (made by :func:`shared_transit_key`)."""
+
+    address: str
+    token: str = attrs.field(repr=False)
+    mount: str
+    key: str
+
+
+def shared_transit_key(address: str, token: str) -> SharedKms:
+    """A Transit engine of its own on the Vault at ``address``, with one key sealstore can
+    use (derived), for a fleet in KMS mode; ``token`` may enable engines (a root token)."""
+    import hvac  # noqa: PLC0415 - only the KMS mode needs it
+
+    mount = f"fleet-{uuid.uuid4().hex[:8]}"
+    hvac.Client(url=address, token=token, timeout=10).sys.enable_secrets_engine(
+        "transit", path=mount
+    )
+    kms = VaultTransitKms.with_token(address, token, mount=mount)
+    return SharedKms(address, token, mount, kms.create_key("fleet", principal="fleet-setup"))
+
+
+def run_fleet(
+    base: Path,
+    endpoint: str,
+    *,
+    hosts: int = 4,
+    seconds: float = 3.0,
+    kms: SharedKms | None = None,
+) -> FleetReport:
     """Run ``hosts`` hosts in directories under ``base`` against the SeaweedFS (or other
     S3-compatible server) at ``endpoint``, for about ``seconds``, then check everything.
 
-    The root key comes from ``SEALSTORE_ROOT_KEY`` in this process's environment.
+    Managed mode (the default) shares one :class:`~sealstore.S3KeyringStore` in the bucket,
+    its root key from ``SEALSTORE_ROOT_KEY`` in this process's environment; with ``kms``,
+    the hosts use KMS keys from that shared Transit key instead.
     """
     bucket = f"fleet-{uuid.uuid4().hex[:12]}"
     _client({"endpoint": endpoint}).create_bucket(Bucket=bucket)
     deadline = time.time() + seconds
-    every: list[dict[str, Any]] = [
-        {
-            "host": f"h{number}",
-            "hosts": hosts,
-            "seed": number,
-            "endpoint": endpoint,
-            "bucket": bucket,
-            "keyring": "keys/keyring",
-            "deadline": deadline,
-        }
-        for number in range(hosts)
-    ]
+    shared: dict[str, Any] = {
+        "hosts": hosts,
+        "endpoint": endpoint,
+        "bucket": bucket,
+        "keyring": "keys/keyring",
+        "deadline": deadline,
+    }
+    if kms is not None:
+        shared["vault"] = {"address": kms.address, "mount": kms.mount, "key": kms.key}
+    every = [{**shared, "host": f"h{number}", "seed": number} for number in range(hosts)]
+    secrets = {} if kms is None else {TOKEN_VARIABLE: kms.token}
     report = FleetReport()
     started = time.monotonic()
-    worked = _run_hosts(base, "work", every, b"", seconds + 600)
+    worked = _run_hosts(base, "work", every, b"", seconds + 600, secrets)
     report.counts["seconds of work (wall clock)"] = round(time.monotonic() - started)
     report.counts["hosts"] = hosts
     acknowledged: list[str] = []
@@ -345,22 +411,77 @@ def run_fleet(base: Path, endpoint: str, *, hosts: int = 4, seconds: float = 3.0
         report.counts["conflicts retried"] += result.get("conflicts", 0)
         acknowledged.extend(result.get("acknowledged", []))
     report.counts["objects acknowledged"] = len(acknowledged)
-    verified = _run_hosts(base, "verify", every, json.dumps(acknowledged).encode(), 600)
+    names = json.dumps(acknowledged).encode()
+    verified = _run_hosts(base, "verify", every, names, 600, secrets)
     for result in verified:
         report.problems.extend(result["problems"])
         report.counts["objects verified (each object, on each host)"] += result.get("verified", 0)
     if len(acknowledged) * hosts != report.counts["objects verified (each object, on each host)"]:
         report.problems.append("not every acknowledged object was verified on every host")
-    if not report.problems:
-        keyring = sealstore.S3KeyringStore(
-            _client(every[0]), bucket, "keys/keyring", sealstore.RootKey.from_env()
-        ).load()
-        assert keyring is not None
-        logs = {s["host"]: sealstore.JsonlAuditLog(base / s["host"] / "audit.jsonl") for s in every}
-        report.problems.extend(
-            check_trails(keyring, logs, {r["host"]: r["revisions"] for r in worked}, report.counts)
-        )
+    if report.problems:
+        return report
+    logs = {s["host"]: sealstore.JsonlAuditLog(base / s["host"] / "audit.jsonl") for s in every}
+    if kms is not None:
+        puts = {r["host"]: len(r["acknowledged"]) for r in worked}
+        report.problems.extend(check_kms_trails(kms, logs, puts, report.counts))
+        return report
+    keyring = sealstore.S3KeyringStore(
+        _client(shared), bucket, "keys/keyring", sealstore.RootKey.from_env()
+    ).load()
+    assert keyring is not None
+    report.problems.extend(
+        check_trails(keyring, logs, {r["host"]: r["revisions"] for r in worked}, report.counts)
+    )
     return report
+
+
+def check_kms_trails(
+    kms: SharedKms,
+    logs: dict[str, sealstore.JsonlAuditLog],
+    puts: dict[str, int],
+    counts: Counter[str],
+) -> list[str]:
+    """What is wrong with the hosts' KMS audit trails, given the shared Transit key.
+
+    In KMS mode the trails *agree* when every host's log verifies; every event names the
+    shared key and the host as principal, with outcome success; each host recorded exactly
+    one ``generate`` per object it acknowledged (per-object data keys; its puts all
+    succeeded); and the ``rotate`` events of all hosts together number exactly the key's
+    versions beyond the first (the KMS made one version per rotation, none lost).
+    """
+    import hvac  # noqa: PLC0415 - only the KMS mode needs it
+
+    problems = []
+    rotations = 0
+    for host, log in logs.items():
+        check = log.verify()
+        if not check.ok:
+            problems.append(f"{host}'s audit log does not verify: {check.problem}")
+            continue
+        events = list(log.events())
+        counts["audit events"] += len(events)
+        wrong = [
+            e
+            for e in events
+            if e.key_id != kms.key or e.principal != host or e.outcome is not Outcome.SUCCESS
+        ]
+        if wrong:
+            problems.append(f"{host} recorded {len(wrong)} events of another key, or failures")
+        generated = sum(e.operation is Operation.GENERATE for e in events)
+        if generated != puts[host]:
+            problems.append(f"{host} recorded {generated} data keys for {puts[host]} objects")
+        counts["KMS data keys generated"] += generated
+        counts["KMS server-side rewraps"] += sum(e.operation is Operation.REWRAP for e in events)
+        rotations += sum(e.operation is Operation.ROTATE for e in events)
+    client = hvac.Client(url=kms.address, token=kms.token, timeout=10)
+    latest = client.secrets.transit.read_key(kms.key, mount_point=kms.mount)["data"][
+        "latest_version"
+    ]
+    counts["rotations saved"] = rotations
+    counts["key versions in the KMS"] = latest
+    if rotations != latest - 1:
+        problems.append(f"the trails record {rotations} rotations; the key has {latest} versions")
+    return problems
 
 
 def check_trails(
@@ -457,31 +578,43 @@ def _lost_race(event: AuditEvent) -> bool:
     return event.outcome is Outcome.FAILURE and event.reason.startswith(LOST_RACE)
 
 
-@contextlib.contextmanager
-def _seaweedfs(base: Path) -> Iterator[str]:
-    from tests.servers import running_seaweedfs  # noqa: PLC0415
-
-    with running_seaweedfs(base) as endpoint:
-        yield endpoint
-
-
 def main(argv: list[str]) -> int:
-    """Run a fleet on a SeaweedFS of its own; 0 when every check passed."""
+    """Run a fleet on servers of its own, in each mode asked for; 0 when every check passed."""
+    from tests.servers import running_openbao, running_seaweedfs  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="python -m tests.fleet", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=60.0, help="per mode (default 60)")
     parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--mode", choices=("managed", "kms", "both"), default="both")
     args = parser.parse_args(argv)
     os.environ["SEALSTORE_ROOT_KEY"] = sealstore.RootKey.generate()
-    with tempfile.TemporaryDirectory(prefix="sealstore-fleet-") as temporary:
+    modes = ("managed", "kms") if args.mode == "both" else (args.mode,)
+    passed = True
+    with (
+        tempfile.TemporaryDirectory(prefix="sealstore-fleet-") as temporary,
+        contextlib.ExitStack() as servers,
+    ):
         base = Path(temporary)
-        (base / "server").mkdir()
-        with _seaweedfs(base / "server") as endpoint:
-            report = run_fleet(base, endpoint, hosts=args.hosts, seconds=args.seconds)
-    print(f"\n== fleet: {args.hosts} hosts, managed keys in one S3KeyringStore")
-    for line in report.lines():
-        print(line)
-    print("\nfleet", "FAILED" if report.problems else "passed")
-    return 1 if report.problems else 0
+        for name in ("seaweedfs", "openbao", *modes):
+            (base / name).mkdir()
+        endpoint = servers.enter_context(running_seaweedfs(base / "seaweedfs"))
+        for mode in modes:
+            kms = None
+            what = "managed keys in one S3KeyringStore"
+            if mode == "kms":
+                token = "fleet-" + uuid.uuid4().hex
+                address = servers.enter_context(running_openbao(base / "openbao", token))
+                kms = shared_transit_key(address, token)
+                what = "KMS keys from one OpenBao Transit key"
+            report = run_fleet(
+                base / mode, endpoint, hosts=args.hosts, seconds=args.seconds, kms=kms
+            )
+            print(f"\n== fleet: {args.hosts} hosts, {what}")
+            for line in report.lines():
+                print(line)
+            passed &= not report.problems
+    print("\nfleet", "passed" if passed else "FAILED")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
