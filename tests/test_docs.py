@@ -19,10 +19,22 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
+_S3_PAGES = frozenset({"fleet.md"})
+"""Pages whose examples build ``boto3.client("s3")`` from the standard AWS settings: they run
+against the session's SeaweedFS, which those settings point to."""
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
-def test_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_examples_run(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     """The page's Python examples run without error, in order."""
     blocks = _BLOCK.findall(page.read_text(encoding="utf-8"))
+    if page.name in _S3_PAGES:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", request.getfixturevalue("seaweedfs_server"))
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEALSTORE_ROOT_KEY", base64.b64encode(os.urandom(32)).decode())
     (tmp_path / "big.bin").write_bytes(os.urandom(100_000))

@@ -33,7 +33,7 @@ from sealstore.audit import Operation, Outcome
 from sealstore.keys.managed import RotationPolicy
 from sealstore.testing import FakeClock
 from sealstore.testing.contracts import KeyringStoreContract
-from tests.servers import free_ports
+from tests.servers import free_ports, running_seaweedfs
 from tests.test_s3_backend import Recorder, s3_client
 
 if TYPE_CHECKING:
@@ -426,3 +426,30 @@ def test_contested_explicit_rotations_both_stand(
     assert rotations[-1] == (mine.id, Outcome.SUCCESS)
     assert rotations[-2][1] is Outcome.FAILURE
     assert rotations[-2][0] not in ids
+
+
+def test_a_host_rides_out_a_bucket_outage_until_its_next_reload(tmp_path: Path) -> None:
+    """With the server stopped, a host keeps reading objects of versions it knows and wrapping
+    within its reserved block until ``reload_after`` has passed; then every use of the keys
+    fails with KeystoreError naming the keyring, never a botocore error."""
+    root_key = RootKey.from_bytes(os.urandom(32))
+    clock = FakeClock()
+    policy = RotationPolicy(reload_after=timedelta(minutes=1), reserve_block=100)
+    with running_seaweedfs(tmp_path) as endpoint:
+        client = s3_client(endpoint, retries={"max_attempts": 1}, connect_timeout=2)
+        client.create_bucket(Bucket="outage")
+        store = S3KeyringStore(client, "outage", "keys/keyring", root_key, create=True)
+        keys = ManagedKeys(store, rotation=policy, clock=clock)
+        blob = sealstore.encrypt(b"written before", keys)
+    clock.advance(timedelta(seconds=30))
+    assert sealstore.decrypt(blob, keys) == b"written before"
+    assert sealstore.decrypt(sealstore.encrypt(b"during", keys), keys) == b"during"
+    clock.advance(timedelta(seconds=31))
+    calls: list[Callable[[], object]] = [
+        lambda: sealstore.decrypt(blob, keys),
+        lambda: sealstore.encrypt(b"after", keys),
+        keys.rotate,
+    ]
+    for call in calls:
+        with pytest.raises(KeystoreError, match="s3://outage/keys/keyring: EndpointConnection"):
+            call()

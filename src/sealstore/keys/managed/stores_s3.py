@@ -71,7 +71,7 @@ class S3KeyringStore:
     keyring's revision (see its ``min_revision``).
 
     The bucket must give strong read-after-write consistency and honour ``If-Match`` and
-    ``If-None-Match`` on ``PutObject`` atomically (Amazon S3, MinIO, Ceph RGW, SeaweedFS do).
+    ``If-None-Match`` on ``PutObject`` atomically (Amazon S3, MinIO and SeaweedFS do).
     Turn versioning on to keep the keyring's history: every change is a new object version.
 
     Every failure is a :class:`~sealstore.KeystoreError` naming ``s3://bucket/key``
