@@ -6,9 +6,11 @@ import base64
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hvac
+import hvac.exceptions
 import pytest
 
 import sealstore
@@ -530,3 +532,140 @@ def test_swapped_blobs_fail_authentication(
     two = sealstore.encrypt(b"two", second, context={"n": "2"})
     with pytest.raises(sealstore.DecryptionError):
         sealstore.decrypt(_swap_key_refs(one, two), first)
+
+
+# Answers a real server does not give (malformed, sealed, throttled) come from a stand-in for
+# hvac's Transit API, as tests/test_kms_aws.py uses botocore's Stubber for AWS.
+
+
+def stand_in(**methods: Any) -> VaultTransitKms:
+    """A VaultTransitKms whose client answers each Transit method with ``methods[name]``
+    (called with the method's arguments), and finds every key derived."""
+
+    def read_key(*_args: Any, **_kwargs: Any) -> Any:
+        return {"data": {"derived": True, "latest_version": 1}}
+
+    transit = SimpleNamespace(**{"read_key": read_key, **methods})
+    client = SimpleNamespace(url="http://vault.test:8200", secrets=SimpleNamespace(transit=transit))
+    return VaultTransitKms(client, audit=MemoryAuditSink())
+
+
+def answer(value: Any) -> Any:
+    """A Transit method that returns ``value``."""
+    return lambda *_args, **_kwargs: value
+
+
+def failing(error: Exception) -> Any:
+    """A Transit method that raises ``error``."""
+
+    def method(*_args: Any, **_kwargs: Any) -> Any:
+        raise error
+
+    return method
+
+
+GOOD_BLOB = b"vault:v1:" + base64.b64encode(bytes(60))
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        None,
+        {"data": None},
+        {"data": {"plaintext": "not base64!", "ciphertext": GOOD_BLOB.decode()}},
+        {"data": {"plaintext": base64.b64encode(bytes(31)).decode(), "ciphertext": "x"}},
+        {"data": {"plaintext": base64.b64encode(bytes(32)).decode(), "ciphertext": "vault:x"}},
+        {"data": {"plaintext": base64.b64encode(bytes(32)).decode(), "ciphertext": 7}},
+    ],
+)
+def test_malformed_data_key_answers_are_kms_errors(response: Any) -> None:
+    """A datakey answer without a 32-byte plaintext and a Transit ciphertext: KmsError."""
+    kms = stand_in(generate_data_key=answer(response))
+    with pytest.raises(sealstore.KmsError, match="without a valid"):
+        kms.generate_data_key("orders", CONTEXT, principal=PRINCIPAL)
+
+
+def test_a_blob_that_opens_to_no_data_key_is_a_decryption_error() -> None:
+    """A Transit ciphertext that opens to something other than 32 bytes was not made by
+    sealstore: DecryptionError."""
+    kms = stand_in(decrypt_data=answer({"data": {"plaintext": base64.b64encode(b"x").decode()}}))
+    with pytest.raises(sealstore.DecryptionError, match="no 32-byte data key"):
+        kms.decrypt("orders", GOOD_BLOB, CONTEXT, principal=PRINCIPAL)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (hvac.exceptions.VaultDown(errors=["Vault is sealed"]), "503"),
+        (hvac.exceptions.InternalServerError(errors=["boom"]), "500"),
+        (hvac.exceptions.RateLimitExceeded(errors=["slow down"]), "429"),
+        (hvac.exceptions.UnexpectedError(errors=["teapot"]), "error"),
+    ],
+)
+def test_server_side_failures_are_kms_errors_naming_the_address(
+    error: Exception, status: str
+) -> None:
+    """Sealed, failing, throttling or odd answers: KmsError with the address and status."""
+    kms = stand_in(decrypt_data=failing(error))
+    with pytest.raises(sealstore.KmsError) as raised:
+        kms.decrypt("orders", GOOD_BLOB, CONTEXT, principal=PRINCIPAL)
+    assert type(raised.value) is sealstore.KmsError
+    assert "http://vault.test:8200" in str(raised.value)
+    assert f"HTTP {status}" in str(raised.value)
+    assert raised.value.__cause__ is error
+
+
+def test_a_refused_batch_body_is_a_kms_error_not_a_decryption_error() -> None:
+    """OpenBao's refusal of a too complex JSON body concerns the request: KmsError."""
+    error = hvac.exceptions.InvalidRequest(
+        errors=["refused JSON input due to high complexity: exceeded maximum number of strings"]
+    )
+    kms = stand_in(decrypt_data=failing(error))
+    with pytest.raises(sealstore.KmsError) as raised:
+        kms.decrypt_many("orders", [(GOOD_BLOB, CONTEXT)], principal=PRINCIPAL)
+    assert not isinstance(raised.value, sealstore.DecryptionError)
+
+
+@pytest.mark.parametrize("response", [None, {"data": {"batch_results": "no"}}, {"data": {}}])
+def test_a_malformed_batch_answer_is_a_kms_error(response: Any) -> None:
+    """A batch answer without one result per item: KmsError."""
+    kms = stand_in(decrypt_data=answer(response))
+    with pytest.raises(sealstore.KmsError, match="batch_results"):
+        kms.decrypt_many("orders", [(GOOD_BLOB, CONTEXT)], principal=PRINCIPAL)
+
+
+def test_a_batch_of_only_impossible_blobs_sends_nothing() -> None:
+    """Blobs that cannot be Transit ciphertexts fail one by one without a request."""
+    kms = stand_in(decrypt_data=failing(AssertionError("no request expected")))
+    results = kms.decrypt_many("orders", [(b"x", {}), (b"", {})], principal=PRINCIPAL)
+    assert all(isinstance(result, sealstore.DecryptionError) for result in results)
+
+
+def test_a_malformed_batch_item_is_that_item_s_error() -> None:
+    """An item answered neither with a plaintext nor an error fails alone."""
+    good = {"plaintext": base64.b64encode(bytes(32)).decode()}
+    kms = stand_in(decrypt_data=answer({"data": {"batch_results": [good, "junk"]}}))
+    results = kms.decrypt_many(
+        "orders", [(GOOD_BLOB, CONTEXT), (GOOD_BLOB, CONTEXT)], principal=PRINCIPAL
+    )
+    assert results[0] == bytes(32)
+    assert isinstance(results[1], sealstore.DecryptionError)
+
+
+def test_foreign_exceptions_pass_through_audited() -> None:
+    """An exception from neither hvac nor requests (a bug in a stand-in) is not disguised."""
+    kms = stand_in(generate_data_key=failing(RuntimeError("bug")))
+    with pytest.raises(RuntimeError, match="bug"):
+        kms.generate_data_key("orders", CONTEXT, principal=PRINCIPAL)
+    assert isinstance(kms.audit, MemoryAuditSink)
+    assert kms.audit.events[-1].outcome is Outcome.FAILURE
+
+
+def test_a_malformed_key_version_is_a_kms_error() -> None:
+    """rotate_key needs the key's latest_version as a positive integer."""
+    kms = stand_in(rotate_key=answer(None))
+    with pytest.raises(sealstore.KmsError, match="latest_version"):
+        stand_in(
+            rotate_key=answer(None), read_key=answer({"data": {"latest_version": True}})
+        ).rotate_key("orders", principal=PRINCIPAL)
+    assert kms.rotate_key("orders", principal=PRINCIPAL) == 1

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import sealstore
+from sealstore.header import parse_header
 from tests.test_wire_format import decode, decode_header
 
 KNOWN_ANSWERS = Path(__file__).resolve().parent / "known_answers" / "v1.json"
@@ -173,3 +174,32 @@ def test_frozen_managed_and_kms_objects_decrypt_forever(
     assert hashlib.sha256(sink.getvalue()).hexdigest() == expected
     with sealstore.open_decrypted(io.BytesIO(blob), keys) as reader:
         assert hashlib.sha256(reader.read()).hexdigest() == expected
+
+
+KMS_REWRAPPABLE = Path(__file__).resolve().parent / "known_answers" / "kms_rewrappable"
+KMS_REWRAPPABLE_OBJECTS = json.loads((KMS_REWRAPPABLE / "objects.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    KMS_REWRAPPABLE_OBJECTS["objects"],
+    ids=[e["name"] for e in KMS_REWRAPPABLE_OBJECTS["objects"]],
+)
+def test_frozen_kms_objects_of_kinds_3_and_4_decrypt_forever(
+    tmp_path: Path, entry: dict[str, Any]
+) -> None:
+    """KMS-mode objects whose wrap binds only the key reference's kind (3: per object, 4:
+    bucket key; one rewrapped inside the KMS) decrypt with the frozen key store they used."""
+    copy = tmp_path / "kms_rewrappable"
+    shutil.copytree(KMS_REWRAPPABLE, copy)
+    root = sealstore.RootKey.from_file(copy / "root.key")
+    kms = sealstore.LocalKms(copy / "kms", root_key=root, audit=sealstore.MemoryAuditSink())
+    keys = sealstore.KmsKeys(
+        kms,
+        key_id=KMS_REWRAPPABLE_OBJECTS["kms_key_id"],
+        principal=KMS_REWRAPPABLE_OBJECTS["principal"],
+    )
+    blob = base64.b64decode(entry["object"])
+    assert parse_header(blob).key_ref[0] == (4 if entry["name"] == "kms-kind-4" else 3)
+    plaintext = sealstore.decrypt(blob, keys, context=entry["context"])
+    assert hashlib.sha256(plaintext).hexdigest() == entry["plaintext"]["sha256"]

@@ -196,12 +196,15 @@ def parse_keyring(document: bytes) -> Keyring:
     return Keyring(doc["keyring"], doc["next_sequence"], doc["current"], versions)
 
 
-def unwrap(kek: bytes, header: Header) -> bytes:
-    """The data key: AES-256-GCM of nonce (12) || ciphertext || tag under ``kek``, wrap AD."""
+def unwrap(kek: bytes, header: Header, wrap_ad: bytes | None = None) -> bytes:
+    """The data key: AES-256-GCM of nonce (12) || ciphertext || tag under ``kek``, with
+    ``wrap_ad`` (by default the header's, which ends with the whole key reference)."""
     wrapped = header.wrapped_key
     if len(wrapped) != 60:
         raise Refused("a wrapped data key is 60 bytes")
-    return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], header.wrap_ad)
+    return AESGCM(kek).decrypt(
+        wrapped[:12], wrapped[12:], header.wrap_ad if wrap_ad is None else wrap_ad
+    )
 
 
 def decrypt_managed(blob: bytes, keyring: Keyring) -> bytes:
@@ -290,10 +293,13 @@ def decrypt_kms(blob: bytes, keys: Mapping[str, KmsKey]) -> bytes:
     key_id, version, blob_head, sealed = parse_blob(kms_blob)
     assert key_id == ref_key_id
     material = keys[key_id].materials[version][1]
-    context_field = header.context_field if kind == 1 else encode_context(BUCKET_KEY_CONTEXT)
-    assert kind in (1, 2)
+    per_object = kind in (1, 3)
+    context_field = header.context_field if per_object else encode_context(BUCKET_KEY_CONTEXT)
+    assert kind in (1, 2, 3, 4)
     kek = AESGCM(material).decrypt(sealed[:12], sealed[12:], BLOB_LABEL + blob_head + context_field)
-    data_key = unwrap(kek, header)
+    # Kinds 3 and 4 bind only the kind byte of the key reference into the wrap.
+    wrap_ad = header.immutable + b"\x00\x01" + bytes((kind,)) if kind > 2 else None
+    data_key = unwrap(kek, header, wrap_ad)
     return b"".join(decrypt_chunks(data_key, header.immutable, blob[header.length :]))
 
 

@@ -17,7 +17,7 @@ Every exception derives from :class:`SealstoreError`::
     ├── KeyStateError           the key exists but its state forbids the operation
     │   ├── KeyDisabledError
     │   ├── KeyPendingDeletionError
-    │   └── KeyRetiredError     a managed master key version retired from decryption
+    │   └── KeyRetiredError     a master key version retired from decryption
     ├── RootKeyError            the root key cannot open the sealed keyring or KMS store
     ├── KeystoreError           a keyring or KMS store cannot be read or written
     ├── KmsError                any other failure reported by a key management service
@@ -176,10 +176,12 @@ class KeyPendingDeletionError(KeyStateError):
 
 
 class KeyRetiredError(KeyStateError):
-    """The managed master key version is retired and no longer decrypts.
+    """The master key version is retired and no longer decrypts: a managed keyring version,
+    or a Vault Transit key version below the key's ``min_decryption_version``.
 
-    The message names the version. Rewrap objects before retiring the version they use;
-    :meth:`~sealstore.ManagedKeys.reactivate` lets a retired version decrypt again.
+    The message names the version (or ``min_decryption_version``). Rewrap objects before
+    retiring the version they use; :meth:`~sealstore.ManagedKeys.reactivate` (or lowering
+    ``min_decryption_version``) lets a retired version decrypt again.
     """
 
 

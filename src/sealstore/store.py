@@ -453,19 +453,26 @@ class EncryptedStore:
         encrypted meanwhile are skipped.
         """
         located: dict[str, _Located] = {}
+        prefetching: dict[int, KmsKeys] = {}
 
         def prepare(infos: Sequence[ObjectInfo]) -> None:
             located.clear()
-            located.update(self._prefetch_for_rewrap(infos, keys, source_keys, force=force))
+            located.update(
+                self._prefetch_for_rewrap(infos, keys, source_keys, prefetching, force=force)
+            )
 
-        return self._bulk(
-            prefix,
-            lambda info: self._rewrap_one(
-                info.name, keys, source_keys, force=force, located=located.pop(info.name, None)
-            ),
-            progress,
-            prepare,
-        )
+        try:
+            return self._bulk(
+                prefix,
+                lambda info: self._rewrap_one(
+                    info.name, keys, source_keys, force=force, located=located.pop(info.name, None)
+                ),
+                progress,
+                prepare,
+            )
+        finally:
+            for reader in prefetching.values():  # no key opened ahead outlives the rewrap
+                reader.prefetch(())
 
     def encrypt_existing(
         self,
@@ -696,6 +703,7 @@ class EncryptedStore:
         infos: Sequence[ObjectInfo],
         keys: KeyProvider | None,
         source_keys: KeyProvider | None,
+        prefetching: dict[int, KmsKeys],
         *,
         force: bool,
     ) -> dict[str, _Located]:
@@ -703,7 +711,8 @@ class EncryptedStore:
         it will need in as few requests as its client allows (:meth:`KmsKeys.prefetch`).
 
         The objects located are handed to :meth:`_rewrap_one`, so each is still read once; an
-        object that fails here is left to fail there, where failures are reported.
+        object that fails here is left to fail there, where failures are reported. Each
+        provider asked is added to ``prefetching``.
         """
         found: dict[str, _Located] = {}
         pending: dict[int, tuple[KmsKeys, KeyProvider, list[Header]]] = {}
@@ -724,6 +733,7 @@ class EncryptedStore:
                 continue
             pending.setdefault(id(reader), (reader, wrapping, []))[2].append(header)
         for reader, writer, headers in pending.values():
+            prefetching[id(reader)] = reader
             with contextlib.suppress(SealstoreError):  # each object reports its own failure
                 reader.prefetch(headers, rewrapped_by=writer)
         return found

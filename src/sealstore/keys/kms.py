@@ -280,6 +280,8 @@ class KmsKeys:
         client = self.client
         if not isinstance(client, BatchDecryptingKmsClient):
             return
+        with self._state.lock:
+            self._state.prefetched = {}
         groups: dict[str, list[tuple[bytes, bytes, Mapping[str, str]]]] = {}
         for header in headers:
             try:

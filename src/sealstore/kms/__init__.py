@@ -7,7 +7,13 @@ key and the same key encrypted under a master key: the *blob*), and later to dec
 from __future__ import annotations
 
 from sealstore.kms.aws import AwsKms
-from sealstore.kms.base import DEFAULT_ALIAS, DataKey, KmsClient
+from sealstore.kms.base import (
+    DEFAULT_ALIAS,
+    BatchDecryptingKmsClient,
+    DataKey,
+    KmsClient,
+    ReencryptingKmsClient,
+)
 from sealstore.kms.local import LocalKms
 from sealstore.kms.policy import KeyPolicy
 from sealstore.kms.vault import VaultTransitKms
@@ -15,9 +21,11 @@ from sealstore.kms.vault import VaultTransitKms
 __all__ = [
     "DEFAULT_ALIAS",
     "AwsKms",
+    "BatchDecryptingKmsClient",
     "DataKey",
     "KeyPolicy",
     "KmsClient",
     "LocalKms",
+    "ReencryptingKmsClient",
     "VaultTransitKms",
 ]
