@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.exceptions
 import pytest
 
 import sealstore
@@ -288,6 +289,70 @@ def test_a_wrong_root_key_or_another_object_is_refused(
     client.put_object(Bucket=bucket, Key=key, Body=b"not a keyring")
     with pytest.raises(KeystoreError, match=f"s3://{bucket}/{key} is not a sealed"):
         S3KeyringStore(client, bucket, key, root_key).load()
+
+
+def test_a_write_the_server_refuses_is_a_keystore_error(
+    seaweedfs_bucket: tuple[S3Client, str], root_key: RootKey
+) -> None:
+    """A PUT refused for another reason than a lost race (SeaweedFS: a key over 1,024 bytes)
+    is KeystoreError with the S3 code, not retried."""
+    client, bucket = seaweedfs_bucket
+    store = S3KeyringStore(client, bucket, "k/" + "x" * 1100, root_key, create=True)
+    with pytest.raises(KeystoreError, match=r"cannot write the keyring .*KeyTooLongError; see"):
+        store.update(_append(b"x"))
+    assert store.conflicts == 0
+
+
+def _client_error(code: str, status: int, operation: str) -> Exception:
+    response: Any = {
+        "Error": {"Code": code, "Message": "as the server says"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return botocore.exceptions.ClientError(response, operation)
+
+
+class _StandIn:
+    """What a server does not answer on demand, for the seam's translation: a body that
+    breaks while read, an answer without an etag, a 5xx to a write."""
+
+    def __init__(self, *, body_error: Exception | None = None, etag: str | None = '"e"') -> None:
+        self.body_error = body_error
+        self.etag = etag
+
+    def get_object(self, **_: Any) -> Any:
+        if self.etag == "missing":
+            raise _client_error("NoSuchKey", 404, "GetObject")
+        return {"Body": _Body(self.body_error), "ETag": self.etag}
+
+    def put_object(self, **_: Any) -> Any:
+        raise _client_error("SlowDown", 503, "PutObject")
+
+
+class _Body:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+        self.closed = False
+
+    def read(self, _size: int) -> bytes:
+        if self.error is not None:
+            raise self.error
+        return b"sealed"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_what_no_server_answers_on_demand_is_translated(root_key: RootKey) -> None:
+    """A body that breaks while read, an answer without an etag and a 503 are KeystoreErrors
+    naming the keyring, each saying what to do."""
+    broken = _StandIn(body_error=botocore.exceptions.ReadTimeoutError(endpoint_url="x"))
+    with pytest.raises(KeystoreError, match="cannot read the keyring s3://b/k: ReadTimeoutError"):
+        S3KeyringStore(broken, "b", "k", root_key).load()
+    with pytest.raises(KeystoreError, match="s3://b/k: no etag came with it"):
+        S3KeyringStore(_StandIn(etag=None), "b", "k", root_key).load()
+    store = S3KeyringStore(_StandIn(etag="missing"), "b", "k", root_key, create=True)
+    with pytest.raises(KeystoreError, match="answered SlowDown; the service is failing"):
+        store.update(_append(b"x"))
 
 
 def test_arguments_are_checked(root_key: RootKey) -> None:
