@@ -11,8 +11,8 @@ for the group, with the test suite's ``tests.servers.running_openbao``, and stop
    onto another Transit key (which Transit cannot rewrap to, so each blob is decrypted):
    with ``decrypt_many`` (one ``batch_input`` request per window of objects) against one
    ``decrypt`` per object, counting the requests that reach OpenBao and timing each.
-3. After a rotation, the same objects rewrapped onto the key's newest version inside OpenBao
-   (Transit ``rewrap``: the key-encryption key never leaves it), for scale.
+3. After a rotation, as many objects rewrapped onto the key's newest version inside OpenBao
+   (Transit ``rewrap`` in batches: the key-encryption key never leaves it), for scale.
 
 ::
 
@@ -115,9 +115,10 @@ def bench_vault(sizes: VaultSizes) -> Group:
         f"best of {sizes.reps}, interleaved) over `VaultTransitKms` against a local OpenBao dev "
         "server, against the same through `LocalKms`. Then a bulk rewrap of "
         f"{sizes.rewrap_objects:,} 1 KiB objects with per-object keys onto another Transit key "
-        "(new key with a bucket key): blobs opened with `decrypt_many` (batches of 256) "
+        "(new key with a bucket key): blobs opened with `decrypt_many` (100 to a request) "
         "against one decrypt per object; requests are those that reach OpenBao. Then, after a "
-        "rotation, the same objects rewrapped inside OpenBao (Transit `rewrap`, forced).",
+        "rotation, as many objects rewrapped inside OpenBao (forced; Transit `rewrap` with "
+        "`batch_input`).",
         rows,
     )
 

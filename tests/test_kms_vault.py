@@ -452,9 +452,10 @@ def test_rotation_then_server_side_rewrap(
     openbao_server: tuple[str, str],
     mount: str,
 ) -> None:
-    """After a rotation, a forced bulk rewrap has Transit rewrap each blob (no data key is
-    generated or decrypted), objects sharing a bucket key are rewrapped with one call, and
-    everything reads once the old version is below min_decryption_version."""
+    """After a rotation, a forced bulk rewrap has Transit rewrap the blobs (no data key is
+    generated or decrypted): per-object blobs in one batch request, objects sharing a bucket
+    key with one call; everything reads once the old version is below
+    min_decryption_version."""
     per_object = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
     bucket = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
     store = sealstore.EncryptedStore(MemoryBackend(), per_object)
@@ -466,7 +467,7 @@ def test_rotation_then_server_side_rewrap(
     single = store.rewrap_all("single/", force=True)
     shared = store.rewrap_all("shared/", keys=bucket, force=True)
     assert (single.done, shared.done) == (4, 4)
-    assert _events(sink, before) == [Operation.REWRAP] * 5
+    assert _events(sink, before) == [Operation.REWRAP] * 2
     root_client(openbao_server).secrets.transit.update_key_configuration(
         key, min_decryption_version=2, mount_point=mount
     )
@@ -669,3 +670,35 @@ def test_a_malformed_key_version_is_a_kms_error() -> None:
             rotate_key=answer(None), read_key=answer({"data": {"latest_version": True}})
         ).rotate_key("orders", principal=PRINCIPAL)
     assert kms.rotate_key("orders", principal=PRINCIPAL) == 1
+
+
+def test_reencrypt_many_answers_each_item(kms: VaultTransitKms, key: str) -> None:
+    """One rewrap batch moves good blobs to the newest version and reports each bad one."""
+    first = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    second = kms.generate_data_key(key, {}, principal=PRINCIPAL)
+    kms.rotate_key(key, principal=PRINCIPAL)
+    results = kms.reencrypt_many(
+        key,
+        [(first.blob, CONTEXT), (second.blob, {"wrong": "context"}), (b"junk", {})],
+        key,
+        principal=PRINCIPAL,
+    )
+    assert isinstance(results[0], tuple)
+    assert results[0][0] == key
+    assert blob_version(results[0][1]) == 2
+    assert kms.decrypt(key, results[0][1], CONTEXT, principal=PRINCIPAL) == first.plaintext
+    assert isinstance(results[1], sealstore.DecryptionError)
+    assert isinstance(results[2], sealstore.DecryptionError)
+    with pytest.raises(sealstore.InvalidKmsRequestError):
+        kms.reencrypt_many(key, [(first.blob, CONTEXT)], "another", principal=PRINCIPAL)
+
+
+def test_a_malformed_rewrap_batch_item_is_that_item_s_error() -> None:
+    """A rewrap batch item answered without a Transit ciphertext fails alone."""
+    good = {"ciphertext": GOOD_BLOB.decode()}
+    kms = stand_in(rewrap_data=answer({"data": {"batch_results": [good, {"ciphertext": 1}]}}))
+    results = kms.reencrypt_many(
+        "orders", [(GOOD_BLOB, CONTEXT), (GOOD_BLOB, CONTEXT)], "orders", principal=PRINCIPAL
+    )
+    assert results[0] == ("orders", GOOD_BLOB)
+    assert isinstance(results[1], sealstore.KmsError)

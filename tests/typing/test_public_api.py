@@ -32,6 +32,7 @@ PUBLIC_NAMES = {
     "ObjectChangedError",
     "InvalidKmsRequestError",
     "AwsKms",
+    "VaultTransitKms",
     "KeyPolicy",
     "LocalKms",
     "VaultTransitKms",

@@ -33,10 +33,17 @@ import attrs
 
 from sealstore import _aead
 from sealstore.clock import utc_now
-from sealstore.errors import DecryptionError, FormatError, InvalidKeyError, KeyNotTrustedError
+from sealstore.errors import (
+    DecryptionError,
+    FormatError,
+    InvalidKeyError,
+    KeyNotTrustedError,
+    SealstoreError,
+)
 from sealstore.header import Header, Mode, key_binding
 from sealstore.kms.base import (
     BatchDecryptingKmsClient,
+    BatchReencryptingKmsClient,
     DataKey,
     KmsClient,
     ReencryptingKmsClient,
@@ -60,6 +67,7 @@ MAX_KEY_ID_SIZE: Final = 2048
 MAX_BLOB_SIZE: Final = 1024
 _U16 = struct.Struct(">H")
 _T = TypeVar("_T")
+_A = TypeVar("_A")
 
 
 @attrs.frozen
@@ -100,6 +108,9 @@ class _BucketState:
     """The key id the KMS reports for each key id or alias this provider used."""
     prefetched: dict[bytes, bytes] = attrs.field(factory=dict)
     """Per-object KEKs opened ahead by :meth:`KmsKeys.prefetch`, each used once."""
+    rewrapped_ahead: dict[bytes, bytes] = attrs.field(factory=dict)
+    """Per-object key references the KMS re-encrypted ahead (by :meth:`KmsKeys.prefetch`),
+    by the key reference they replace, each used once."""
     reencrypted: OrderedDict[bytes, bytes] = attrs.field(factory=OrderedDict)
     """The key reference a bucket key's KMS re-encryption gave, by the one it replaced: the
     objects sharing a bucket key keep sharing it after a rewrap (one KMS call for them all)."""
@@ -142,6 +153,19 @@ def wrap_binding(key_ref: bytes) -> bytes:
     """What of a KMS key reference the data key's wrap authenticates: all of it for kinds 1
     and 2, the kind byte alone for kinds 3 and 4 (``docs/format.md``)."""
     return key_ref[:1] if key_ref[:1] and key_ref[0] in _REWRAPPABLE_KINDS else key_ref
+
+
+def _answered(
+    items: Sequence[tuple[bytes, bytes, Mapping[str, str]]],
+    results: Sequence[_A | SealstoreError],
+    keep: Callable[[_A], bytes],
+) -> dict[bytes, bytes]:
+    """``keep(result)`` by key reference, for the items a batch answered without an error."""
+    return {
+        key_ref: keep(result)
+        for (key_ref, _, _), result in zip(items, results, strict=True)
+        if not isinstance(result, SealstoreError)
+    }
 
 
 def _key_id_set(value: Iterable[str]) -> frozenset[str]:
@@ -244,6 +268,10 @@ class KmsKeys:
         if not isinstance(source, KmsKeys) or not self._reencrypts(kind, key_id, source):
             return None
         assert isinstance(client, ReencryptingKmsClient)  # checked by _reencrypts
+        with source._state.lock:
+            ahead = source._state.rewrapped_ahead.pop(header.key_ref, None)
+        if ahead is not None:
+            return ahead, header.wrapped_key
         asked = source._asked(key_id)
         state = self._state
         if kind == BUCKET_KEY_REWRAPPABLE:
@@ -266,44 +294,66 @@ class KmsKeys:
         return key_ref, header.wrapped_key
 
     def prefetch(self, headers: Sequence[Header], *, rewrapped_by: object = None) -> None:
-        """Open ahead, in one KMS request per key, the per-object blobs of ``headers``, for
-        a bulk operation about to unwrap them one by one.
+        """Prepare, in one KMS request per key and batch, what unwrapping or rewrapping the
+        per-object keys of ``headers`` will need, for a bulk operation about to handle
+        them one by one.
 
-        Only with a client that decrypts in batches
-        (:class:`~sealstore.kms.base.BatchDecryptingKmsClient`); otherwise nothing happens.
-        Each KEK opened is kept until its object is unwrapped, and the previous prefetch's
-        leftovers are dropped. A blob the batch could not open is left out: unwrapping that
-        object asks the KMS again and raises its error there. Bucket keys are not fetched
-        (their cache serves them), nor blobs ``rewrapped_by`` (the provider a rewrap wraps
-        with) will have the KMS re-encrypt (:meth:`rewrap_data_key`).
+        Blobs that ``rewrapped_by`` (the provider a rewrap wraps with) will have the KMS
+        re-encrypt (:meth:`rewrap_data_key`) are re-encrypted ahead, with a client that
+        does so in batches (:class:`~sealstore.kms.base.BatchReencryptingKmsClient`); the
+        other blobs are opened ahead, with a client that decrypts in batches
+        (:class:`~sealstore.kms.base.BatchDecryptingKmsClient`). Each result is kept until
+        its object is handled, and the previous prefetch's leftovers are dropped (so
+        ``prefetch(())`` drops everything). A blob a batch could not handle is left out:
+        handling that object asks the KMS again and raises its error there. Bucket keys
+        are not fetched (their cache and re-encryption memo serve them).
         """
         client = self.client
-        if not isinstance(client, BatchDecryptingKmsClient):
-            return
         with self._state.lock:
             self._state.prefetched = {}
-        groups: dict[str, list[tuple[bytes, bytes, Mapping[str, str]]]] = {}
+            self._state.rewrapped_ahead = {}
+        to_open: dict[str, list[tuple[bytes, bytes, Mapping[str, str]]]] = {}
+        to_rewrap: dict[str, list[tuple[bytes, bytes, Mapping[str, str]]]] = {}
         for header in headers:
             try:
                 kind, key_id, blob = decode_key_ref(header.key_ref)
             except FormatError:
-                continue  # reported when that object is unwrapped
-            if kind in _PER_OBJECT_KINDS and not (
-                isinstance(rewrapped_by, KmsKeys) and rewrapped_by._reencrypts(kind, key_id, self)
-            ):
-                groups.setdefault(self._asked(key_id), []).append(
-                    (header.key_ref, blob, header.context)
-                )
-        opened: dict[bytes, bytes] = {}
-        for asked, items in groups.items():
-            results = client.decrypt_many(
-                asked, [(blob, context) for _, blob, context in items], principal=self.principal
+                continue  # reported when that object is handled
+            if kind not in _PER_OBJECT_KINDS:
+                continue
+            if isinstance(rewrapped_by, KmsKeys) and rewrapped_by._reencrypts(kind, key_id, self):
+                groups = to_rewrap
+            else:
+                groups = to_open
+            groups.setdefault(self._asked(key_id), []).append(
+                (header.key_ref, blob, header.context)
             )
-            for (key_ref, _, _), result in zip(items, results, strict=True):
-                if isinstance(result, bytes):
-                    opened[key_ref] = result
+        opened: dict[bytes, bytes] = {}
+        if isinstance(client, BatchDecryptingKmsClient):
+            for asked, items in to_open.items():
+                results = client.decrypt_many(
+                    asked, [(blob, context) for _, blob, context in items], principal=self.principal
+                )
+                opened.update(_answered(items, results, lambda plaintext: plaintext))
+        rewrapped: dict[bytes, bytes] = {}
+        if isinstance(client, BatchReencryptingKmsClient):
+            for asked, items in to_rewrap.items():
+                answers = client.reencrypt_many(
+                    asked,
+                    [(blob, context) for _, blob, context in items],
+                    asked,
+                    principal=self.principal,
+                )
+                rewrapped.update(
+                    _answered(
+                        items,
+                        answers,
+                        lambda answer: encode_key_ref(PER_OBJECT_REWRAPPABLE, *answer),
+                    )
+                )
         with self._state.lock:
             self._state.prefetched = opened
+            self._state.rewrapped_ahead = rewrapped
 
     def _reencrypts(self, kind: int, key_id: str, source: KmsKeys) -> bool:
         """Whether :meth:`rewrap_data_key` has the KMS re-encrypt a blob of ``kind`` naming

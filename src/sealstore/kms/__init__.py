@@ -10,6 +10,7 @@ from sealstore.kms.aws import AwsKms
 from sealstore.kms.base import (
     DEFAULT_ALIAS,
     BatchDecryptingKmsClient,
+    BatchReencryptingKmsClient,
     DataKey,
     KmsClient,
     ReencryptingKmsClient,
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_ALIAS",
     "AwsKms",
     "BatchDecryptingKmsClient",
+    "BatchReencryptingKmsClient",
     "DataKey",
     "KeyPolicy",
     "KmsClient",

@@ -4,7 +4,8 @@ management service, and the :class:`DataKey` it answers with.
 Two more abilities are optional, each a protocol of its own that :class:`~sealstore.KmsKeys`
 uses when the client has it: :class:`ReencryptingKmsClient` (re-encryption inside the KMS, so
 a rewrap of an object written with a rewrappable key reference never handles the key) and
-:class:`BatchDecryptingKmsClient` (many blobs opened in one round trip).
+:class:`BatchDecryptingKmsClient` (many blobs opened in one round trip), and
+:class:`BatchReencryptingKmsClient` (many blobs re-encrypted in one round trip).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sealstore.errors import SealstoreError
 __all__ = [
     "DEFAULT_ALIAS",
     "BatchDecryptingKmsClient",
+    "BatchReencryptingKmsClient",
     "DataKey",
     "KmsClient",
     "ReencryptingKmsClient",
@@ -104,4 +106,22 @@ class BatchDecryptingKmsClient(Protocol):
         principal: str,
     ) -> list[bytes | SealstoreError]:
         """Each ``(blob, context)``'s plaintext, or the error that item alone failed with."""
+        ...
+
+
+@runtime_checkable
+class BatchReencryptingKmsClient(Protocol):
+    """A KMS that re-encrypts many blobs of one key in one request
+    (:meth:`~sealstore.VaultTransitKms.reencrypt_many`)."""
+
+    def reencrypt_many(
+        self,
+        key_id: str,
+        items: Sequence[tuple[bytes, Mapping[str, str]]],
+        new_key_id: str,
+        *,
+        principal: str,
+    ) -> list[tuple[str, bytes] | SealstoreError]:
+        """Each ``(blob, context)`` as ``(key id, new blob)`` under ``new_key_id``, or the
+        error that item alone failed with."""
         ...

@@ -290,35 +290,45 @@ class VaultTransitKms:
         """
         results: list[bytes | SealstoreError] = []
         for start in range(0, len(items), BATCH_SIZE):
-            results += self._decrypt_batch(key_id, items[start : start + BATCH_SIZE], principal)
+            results += self._batch(
+                _Call("decrypt (batch)", Operation.UNWRAP, key_id, {}, principal),
+                items[start : start + BATCH_SIZE],
+                lambda name, batch: self.client.secrets.transit.decrypt_data(
+                    name, batch_input=batch, mount_point=self.mount
+                ),
+                _opened,
+            )
         return results
 
-    def _decrypt_batch(
-        self, key_id: str, items: Sequence[tuple[bytes, Mapping[str, str]]], principal: str
-    ) -> list[bytes | SealstoreError]:
-        call = _Call("decrypt (batch)", Operation.UNWRAP, key_id, {}, principal)
-        results: list[bytes | SealstoreError] = []
+    def _batch(
+        self,
+        call: _Call,
+        items: Sequence[tuple[bytes, Mapping[str, str]]],
+        request: Callable[[str, list[dict[str, str]]], Any],
+        open_item: Callable[[Mapping[str, Any]], _T],
+    ) -> list[_T | SealstoreError]:
+        """One ``batch_input`` request for ``items``; each answer read by ``open_item``."""
+        results: list[_T | SealstoreError] = []
         batch: list[dict[str, str]] = []
         positions: list[int] = []
+        unanswered = _malformed(call.api, "batch_results")
 
         def send() -> Any:
-            name = _key_name(key_id)
-            self._require_derived(name, principal)
+            name = _key_name(call.key_id)
+            self._require_derived(name, call.principal)
             for blob, context in items:
                 try:
-                    ciphertext = _check_blob(blob, key_id)
+                    ciphertext = _check_blob(blob, call.key_id)
                 except DecryptionError as error:
                     results.append(error)
                     continue
                 positions.append(len(results))
-                results.append(error_placeholder)
+                results.append(unanswered)
                 batch.append({"ciphertext": ciphertext, "context": transit_context(context)})
             if not batch:
                 return {"data": {"batch_results": []}}
             try:
-                return self.client.secrets.transit.decrypt_data(
-                    name, batch_input=batch, mount_point=self.mount
-                )
+                return request(name, batch)
             except Exception as error:
                 # Vault answers 400 when any item fails, with every item's result: the
                 # successes must not be lost with the failures.
@@ -330,11 +340,10 @@ class VaultTransitKms:
         def parse(response: Any) -> None:
             answers = _batch_results(response, len(batch))
             if answers is None:
-                raise _malformed("decrypt (batch)", "batch_results")
+                raise unanswered
             for position, answer in zip(positions, answers, strict=True):
-                results[position] = _batch_item(answer, call, self.address)
+                results[position] = _batch_item(answer, call, self.address, open_item)
 
-        error_placeholder = KmsError(f"Transit {call.api} for key {key_id!r} gave no result")
         self._run(call, send, parse)
         return results
 
@@ -388,6 +397,37 @@ class VaultTransitKms:
         return self._run(
             call, send, lambda response: (key_id, _ciphertext(_data(response, "rewrap"), "rewrap"))
         )
+
+    def reencrypt_many(
+        self,
+        key_id: str,
+        items: Sequence[tuple[bytes, Mapping[str, str]]],
+        new_key_id: str,
+        *,
+        principal: str,
+    ) -> list[tuple[str, bytes] | SealstoreError]:
+        """:meth:`reencrypt` for many ``(blob, context)`` pairs of one key,
+        :data:`BATCH_SIZE` to a ``rewrap`` request (``batch_input``).
+
+        Returns, in order, each ``(key id, new blob)`` or the error that item alone failed
+        with; an error that concerns a whole request is raised. One audit event per request.
+        """
+        if new_key_id != key_id:
+            raise InvalidKmsRequestError(
+                f"Transit rewraps a blob only under its own key ({key_id!r}), not "
+                f"{new_key_id!r}: decrypt it and make a new data key under the new key"
+            )
+        results: list[tuple[str, bytes] | SealstoreError] = []
+        for start in range(0, len(items), BATCH_SIZE):
+            results += self._batch(
+                _Call("rewrap (batch)", Operation.REWRAP, key_id, {}, principal),
+                items[start : start + BATCH_SIZE],
+                lambda name, batch: self.client.secrets.transit.rewrap_data(
+                    name, None, batch_input=batch, mount_point=self.mount
+                ),
+                lambda answer: (key_id, _ciphertext(answer, "rewrap (batch)")),
+            )
+        return results
 
     def create_key(self, key_id: str, *, principal: str) -> str:
         """Create the Transit key ``key_id`` as sealstore needs it (``aes256-gcm96``,
@@ -556,13 +596,15 @@ def _batch_results(response: Any, count: int) -> list[Any] | None:
     return results
 
 
-def _batch_item(answer: Any, call: _Call, address: str) -> bytes | SealstoreError:
+def _batch_item(
+    answer: Any, call: _Call, address: str, open_item: Callable[[Mapping[str, Any]], _T]
+) -> _T | SealstoreError:
     error = answer.get("error") if isinstance(answer, Mapping) else "malformed"
-    if error:
+    if error or not isinstance(answer, Mapping):
         return _error_for(400, [str(error)], call, address)
     try:
-        return _opened(answer)
-    except DecryptionError as refused:
+        return open_item(answer)
+    except SealstoreError as refused:
         return refused
 
 
@@ -621,7 +663,7 @@ def _translate(
     return None, Outcome.FAILURE
 
 
-_OPENS_BLOBS = frozenset({"decrypt", "decrypt (batch)", "rewrap"})
+_OPENS_BLOBS = frozenset({"decrypt", "decrypt (batch)", "rewrap", "rewrap (batch)"})
 _LOGIN = "AppRole login"
 
 
