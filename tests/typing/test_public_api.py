@@ -35,7 +35,6 @@ PUBLIC_NAMES = {
     "VaultTransitKms",
     "KeyPolicy",
     "LocalKms",
-    "VaultTransitKms",
     "NotEncryptedError",
     "EncryptedStore",
     "ObjectHead",
