@@ -1,0 +1,337 @@
+"""Bulk data on every core: large bodies and streams sealed and opened by a small thread pool.
+
+The chunks of a body are independent (chunk ``k`` is sealed under ``base nonce XOR k``), and
+``cryptography``'s AES-GCM releases the GIL while it works, so a few threads can each seal or
+open a batch of consecutive chunks at once (:class:`~sealstore._aead.ChunkSealer`,
+:class:`~sealstore._aead.ChunkOpener`). A stream goes through a fixed set of reused buffers:
+the calling thread reads a batch, a worker seals or opens it, and the calling thread writes
+results in order, so memory stays at about ``(threads + 2) x 2 MiB`` whatever the stream's
+size, and a stream being decrypted reaches its sink only as authenticated batches, in order.
+
+Small inputs stay on the calling thread, on the single-pass chunked encryptor: a pool costs
+more to start than it saves below a couple of megabytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Final, TypeAlias
+
+from sealstore import _aead
+from sealstore._io import Readable, Writable, readinto_up_to, write_all
+
+__all__ = [
+    "PARALLEL_THRESHOLD",
+    "THREADS_VARIABLE",
+    "open_body_into",
+    "open_stream",
+    "seal_body_into",
+    "seal_stream",
+    "thread_count",
+]
+
+_Callback: TypeAlias = "Callable[[int], None] | None"
+
+THREADS_VARIABLE: Final = "SEALSTORE_THREADS"
+"""The environment variable that sets the default thread count (read at each call)."""
+BATCH_CHUNKS: Final = 64
+BATCH_SIZE: Final = BATCH_CHUNKS * _aead.CHUNK_SIZE
+"""Plaintext bytes a stream hands to one task (1 MiB)."""
+PARALLEL_THRESHOLD: Final = 2 * BATCH_SIZE
+"""In-memory plaintexts from this size on are split between threads."""
+_SPANS_PER_THREAD: Final = 4
+"""In-memory work is cut into this many spans per thread, so a thread slowed by other load
+on the machine leaves its share to the others."""
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+DEFAULT_THREADS: Final = max(1, min(4, _usable_cpus()))
+"""Threads used when neither ``threads=`` nor ``SEALSTORE_THREADS`` says otherwise."""
+
+
+def thread_count(threads: int | None) -> int:
+    """The threads to use: ``threads`` if given, else ``SEALSTORE_THREADS``, else the default.
+
+    Raises :class:`ValueError` for anything but a whole number of threads, 1 or more.
+    """
+    if threads is None:
+        configured = os.environ.get(THREADS_VARIABLE, "").strip()
+        if not configured:
+            return DEFAULT_THREADS
+        try:
+            threads = int(configured)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ValueError(
+                f"{THREADS_VARIABLE} must be a whole number of threads, 1 or more, "
+                f"not {configured!r}"
+            )
+        return threads
+    if type(threads) is not int or threads < 1:
+        raise ValueError(f"threads must be a whole number, 1 or more, not {threads!r}")
+    return threads
+
+
+def _sealed_offset(plaintext_offset: int) -> int:
+    """Where the chunk starting at plaintext offset ``plaintext_offset`` starts in a body
+    after its 56-byte prefix (the offset is a multiple of the chunk size)."""
+    return plaintext_offset + plaintext_offset // _aead.CHUNK_SIZE * _aead.TAG_SIZE
+
+
+def _spans(size: int, threads: int, batch_chunks: int) -> list[tuple[int, int]]:
+    """Plaintext ``[start, end)`` spans of whole chunks covering ``size`` bytes, each at least
+    ``batch_chunks`` chunks long but the last."""
+    chunks = -(-size // (_aead.CHUNK_SIZE * threads * _SPANS_PER_THREAD))
+    step = max(chunks, batch_chunks) * _aead.CHUNK_SIZE
+    return [(start, min(start + step, size)) for start in range(0, max(size, 1), step)]
+
+
+def _run_all(threads: int, jobs: list[tuple[int, int]], job: Callable[[int, int], None]) -> None:
+    """Run ``job(start, end)`` for every span on ``threads`` threads; the first error wins."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="sealstore")
+    try:
+        futures = [pool.submit(job, start, end) for start, end in jobs]
+        for future in futures:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def seal_body_into(
+    key: bytes,
+    context: bytes,
+    plaintext: bytes | memoryview,
+    out: memoryview,
+    *,
+    threads: int,
+    batch_chunks: int = BATCH_CHUNKS,
+) -> None:
+    """Encrypt a whole message into ``out`` (exactly ``body_size(len)`` bytes) on ``threads``
+    threads; the same body :func:`~sealstore._aead.encrypt_body_into` writes, another salt."""
+    sealer = _aead.ChunkSealer.new(key, context)
+    out[: _aead.BODY_PREFIX_SIZE] = sealer.prefix
+    data = memoryview(plaintext)
+    body = out[_aead.BODY_PREFIX_SIZE :]
+    size = len(data)
+
+    def seal(start: int, end: int) -> None:
+        final = end == size
+        stop = len(body) if final else _sealed_offset(end)
+        sealer.seal_run_into(
+            start // _aead.CHUNK_SIZE,
+            data[start:end],
+            body[_sealed_offset(start) : stop],
+            final=final,
+        )
+
+    _run_all(threads, _spans(size, threads, batch_chunks), seal)
+
+
+def open_body_into(
+    key: bytes,
+    context: bytes,
+    body: bytes | memoryview,
+    out: memoryview,
+    *,
+    threads: int,
+    batch_chunks: int = BATCH_CHUNKS,
+) -> None:
+    """Decrypt a whole body into ``out`` (exactly ``plaintext_size(len)`` bytes) on
+    ``threads`` threads, or raise :class:`DecryptionError`."""
+    view = memoryview(body)
+    opener = _aead.ChunkOpener(key, context, bytes(view[: _aead.BODY_PREFIX_SIZE]))
+    sealed = view[_aead.BODY_PREFIX_SIZE :]
+    size = len(out)
+
+    def open_span(start: int, end: int) -> None:
+        final = end == size
+        stop = len(sealed) if final else _sealed_offset(end)
+        opener.open_run_into(
+            start // _aead.CHUNK_SIZE,
+            sealed[_sealed_offset(start) : stop],
+            out[start:end],
+            final=final,
+        )
+
+    # The span that ends the plaintext also takes the final chunk, empty or not.
+    _run_all(threads, _spans(size, threads, batch_chunks), open_span)
+
+
+class _Slot:
+    """One batch's reused buffers: what is read, and what is written."""
+
+    __slots__ = ("incoming", "outgoing")
+
+    def __init__(self, incoming: memoryview, outgoing_size: int) -> None:
+        self.incoming = incoming
+        self.outgoing = memoryview(bytearray(outgoing_size))
+
+
+class _Pipeline:
+    """Batches handed to a pool in order, their results written to ``dst`` in order."""
+
+    def __init__(self, dst: Writable, threads: int, callback: _Callback) -> None:
+        self._dst = dst
+        self._callback = callback
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sealstore")
+        self._pending: deque[tuple[Future[int], _Slot, int]] = deque()
+        self.free: deque[_Slot] = deque()
+        self.written = 0
+
+    def submit(
+        self, slot: _Slot, counted: int, function: Callable[..., int], *args: object, final: bool
+    ) -> None:
+        """Run ``function(*args, final=final)`` for ``slot``, whose result is the bytes to
+        write from ``slot.outgoing``. The callback gets ``counted`` (plaintext bytes) when the
+        batch is written, or that result if ``counted`` is -1."""
+        future = self._pool.submit(function, *args, final=final)
+        self._pending.append((future, slot, counted))
+
+    def drain_one(self) -> None:
+        future, slot, counted = self._pending.popleft()
+        count = future.result()
+        write_all(self._dst, slot.outgoing[:count])
+        self.written += count
+        progress = count if counted < 0 else counted
+        if self._callback is not None and progress:
+            self._callback(progress)
+        self.free.append(slot)
+
+    def next_slot(self) -> _Slot:
+        if not self.free:
+            self.drain_one()
+        return self.free.popleft()
+
+    def finish(self) -> int:
+        while self._pending:
+            self.drain_one()
+        return self.written
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def seal_stream(
+    key: bytes,
+    context: bytes,
+    src: Readable,
+    dst: Writable,
+    *,
+    threads: int,
+    callback: _Callback,
+    batch_chunks: int = BATCH_CHUNKS,
+) -> tuple[int, int]:
+    """Encrypt everything ``src`` yields into ``dst`` as one body: (bytes written, plaintext
+    bytes read). A stream shorter than one batch is encrypted on the calling thread."""
+    batch = batch_chunks * _aead.CHUNK_SIZE
+    first = memoryview(bytearray(batch))
+    count = readinto_up_to(src, first)
+    if count < batch:
+        body = memoryview(bytearray(_aead.body_size(count)))
+        _aead.encrypt_body_into(key, context, first[:count], body)
+        write_all(dst, body)
+        if callback is not None and count:
+            callback(count)
+        return len(body), count
+    sealer = _aead.ChunkSealer.new(key, context)
+    write_all(dst, memoryview(sealer.prefix))
+    pipeline = _Pipeline(dst, threads, callback)
+    outgoing = _aead.sealed_run_size(batch, final=True)
+    pipeline.free.extend(_Slot(memoryview(bytearray(batch)), outgoing) for _ in range(threads))
+    slot = _Slot(first, outgoing)
+    consumed, index = 0, 0
+    try:
+        while True:
+            final = count < batch
+            pipeline.submit(
+                slot,
+                count,
+                sealer.seal_run_into,
+                index,
+                slot.incoming[:count],
+                slot.outgoing,
+                final=final,
+            )
+            consumed += count
+            index += batch_chunks
+            if final:
+                break
+            slot = pipeline.next_slot()
+            count = readinto_up_to(src, slot.incoming)
+        return _aead.BODY_PREFIX_SIZE + pipeline.finish(), consumed
+    finally:
+        pipeline.close()
+
+
+def open_stream(
+    key: bytes,
+    context: bytes,
+    src: Readable,
+    dst: Writable,
+    *,
+    threads: int,
+    callback: _Callback,
+    batch_chunks: int = BATCH_CHUNKS,
+) -> int:
+    """Decrypt the body ``src`` yields into ``dst``; the plaintext bytes written.
+
+    Only authenticated batches reach ``dst``, in order; a damaged body raises
+    :class:`DecryptionError` after a prefix of the plaintext, possibly empty, was written.
+    A body shorter than one batch is decrypted on the calling thread.
+    """
+    batch = batch_chunks * _aead.SEALED_CHUNK_SIZE
+    head = memoryview(bytearray(_aead.BODY_PREFIX_SIZE + batch))
+    count = readinto_up_to(src, head)
+    if count < len(head):
+        out = memoryview(bytearray(_aead.plaintext_size(count)))
+        _aead.decrypt_body_into(key, context, head[:count], out)
+        write_all(dst, out)
+        if callback is not None and out:
+            callback(len(out))
+        return len(out)
+    opener = _aead.ChunkOpener(key, context, bytes(head[: _aead.BODY_PREFIX_SIZE]))
+    pipeline = _Pipeline(dst, threads, callback)
+    outgoing = batch_chunks * _aead.CHUNK_SIZE
+    pipeline.free.extend(_Slot(memoryview(bytearray(batch)), outgoing) for _ in range(threads + 1))
+    slot = _Slot(head[_aead.BODY_PREFIX_SIZE :], outgoing)
+    count = batch
+    index = 0
+    try:
+        while True:
+            # A batch is the last one when the stream ends within it or right after it:
+            # read one batch ahead to know.
+            if count < batch:
+                following = None
+            else:
+                following = pipeline.next_slot()
+                ahead = readinto_up_to(src, following.incoming)
+                if not ahead:
+                    pipeline.free.append(following)
+                    following = None
+            final = following is None
+            pipeline.submit(
+                slot,
+                -1,
+                opener.open_run_into,
+                index,
+                slot.incoming[:count],
+                slot.outgoing,
+                final=final,
+            )
+            index += batch_chunks
+            if following is None:
+                break
+            slot, count = following, ahead
+        return pipeline.finish()
+    finally:
+        pipeline.close()
