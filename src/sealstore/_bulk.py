@@ -221,6 +221,17 @@ class _Pipeline:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _Source:
+    """Successive batches of a stream, each read into a buffer the caller reuses."""
+
+    def __init__(self, src: Readable) -> None:
+        self._src = src
+
+    def fill(self, buffer: memoryview) -> memoryview:
+        """The next batch, as long as ``buffer`` unless the stream ends first."""
+        return buffer[: readinto_up_to(self._src, buffer)]
+
+
 def seal_stream(
     key: bytes,
     context: bytes,
@@ -233,16 +244,28 @@ def seal_stream(
 ) -> tuple[int, int]:
     """Encrypt everything ``src`` yields into ``dst`` as one body: (bytes written, plaintext
     bytes read). A stream shorter than one batch is encrypted on the calling thread."""
+    return _seal_batches(key, context, _Source(src), dst, threads, callback, batch_chunks)
+
+
+def _seal_batches(  # noqa: PLR0917 - the private half of seal_stream
+    key: bytes,
+    context: bytes,
+    source: _Source,
+    dst: Writable,
+    threads: int,
+    callback: _Callback,
+    batch_chunks: int,
+) -> tuple[int, int]:
     batch = batch_chunks * _aead.CHUNK_SIZE
     first = memoryview(bytearray(batch))
-    count = readinto_up_to(src, first)
-    if count < batch:
-        body = memoryview(bytearray(_aead.body_size(count)))
-        _aead.encrypt_body_into(key, context, first[:count], body)
+    data = source.fill(first)
+    if len(data) < batch:
+        body = memoryview(bytearray(_aead.body_size(len(data))))
+        _aead.encrypt_body_into(key, context, data, body)
         write_all(dst, body)
-        if callback is not None and count:
-            callback(count)
-        return len(body), count
+        if callback is not None and data:
+            callback(len(data))
+        return len(body), len(data)
     sealer = _aead.ChunkSealer.new(key, context)
     write_all(dst, memoryview(sealer.prefix))
     pipeline = _Pipeline(dst, threads, callback)
@@ -252,22 +275,16 @@ def seal_stream(
     consumed, index = 0, 0
     try:
         while True:
-            final = count < batch
+            final = len(data) < batch
             pipeline.submit(
-                slot,
-                count,
-                sealer.seal_run_into,
-                index,
-                slot.incoming[:count],
-                slot.outgoing,
-                final=final,
+                slot, len(data), sealer.seal_run_into, index, data, slot.outgoing, final=final
             )
-            consumed += count
+            consumed += len(data)
             index += batch_chunks
             if final:
                 break
             slot = pipeline.next_slot()
-            count = readinto_up_to(src, slot.incoming)
+            data = source.fill(slot.incoming)
         return _aead.BODY_PREFIX_SIZE + pipeline.finish(), consumed
     finally:
         pipeline.close()
@@ -289,12 +306,24 @@ def open_stream(
     :class:`DecryptionError` after a prefix of the plaintext, possibly empty, was written.
     A body shorter than one batch is decrypted on the calling thread.
     """
+    return _open_batches(key, context, _Source(src), dst, threads, callback, batch_chunks)
+
+
+def _open_batches(  # noqa: PLR0917 - the private half of open_stream
+    key: bytes,
+    context: bytes,
+    source: _Source,
+    dst: Writable,
+    threads: int,
+    callback: _Callback,
+    batch_chunks: int,
+) -> int:
     batch = batch_chunks * _aead.SEALED_CHUNK_SIZE
-    head = memoryview(bytearray(_aead.BODY_PREFIX_SIZE + batch))
-    count = readinto_up_to(src, head)
-    if count < len(head):
-        out = memoryview(bytearray(_aead.plaintext_size(count)))
-        _aead.decrypt_body_into(key, context, head[:count], out)
+    first = memoryview(bytearray(_aead.BODY_PREFIX_SIZE + batch))
+    head = source.fill(first)
+    if len(head) < _aead.BODY_PREFIX_SIZE + batch:
+        out = memoryview(bytearray(_aead.plaintext_size(len(head))))
+        _aead.decrypt_body_into(key, context, head, out)
         write_all(dst, out)
         if callback is not None and out:
             callback(len(out))
@@ -303,35 +332,27 @@ def open_stream(
     pipeline = _Pipeline(dst, threads, callback)
     outgoing = batch_chunks * _aead.CHUNK_SIZE
     pipeline.free.extend(_Slot(memoryview(bytearray(batch)), outgoing) for _ in range(threads + 1))
-    slot = _Slot(head[_aead.BODY_PREFIX_SIZE :], outgoing)
-    count = batch
+    slot = _Slot(first[_aead.BODY_PREFIX_SIZE :], outgoing)
+    data = head[_aead.BODY_PREFIX_SIZE :]
     index = 0
     try:
         while True:
             # A batch is the last one when the stream ends within it or right after it:
             # read one batch ahead to know.
-            if count < batch:
-                following = None
-            else:
+            following, ahead = None, data[:0]
+            if len(data) == batch:
                 following = pipeline.next_slot()
-                ahead = readinto_up_to(src, following.incoming)
+                ahead = source.fill(following.incoming)
                 if not ahead:
                     pipeline.free.append(following)
                     following = None
-            final = following is None
             pipeline.submit(
-                slot,
-                -1,
-                opener.open_run_into,
-                index,
-                slot.incoming[:count],
-                slot.outgoing,
-                final=final,
+                slot, -1, opener.open_run_into, index, data, slot.outgoing, final=following is None
             )
             index += batch_chunks
             if following is None:
                 break
-            slot, count = following, ahead
+            slot, data = following, ahead
         return pipeline.finish()
     finally:
         pipeline.close()
