@@ -341,11 +341,23 @@ class ChunkSealer:
         encrypt_into = self._aead.encrypt_into
         base_nonce = self._base_nonce
         written = 0
-        for step in range(count):
-            index = first + step
-            piece = view[step * CHUNK_SIZE : (step + 1) * CHUNK_SIZE]
-            end = written + len(piece) + TAG_SIZE
-            encrypt_into(_chunk_nonce(base_nonce, index), piece, None, target[written:end])
+        # The nonce is computed inline (as _chunk_nonce does) and whole chunks skip len():
+        # this loop runs once per 16 KiB of every large object and stream.
+        at = 0
+        for index in range(first, first + full):
+            encrypt_into(
+                (base_nonce ^ index).to_bytes(NONCE_SIZE, "big"),
+                view[at : at + CHUNK_SIZE],
+                None,
+                target[written : written + SEALED_CHUNK_SIZE],
+            )
+            at += CHUNK_SIZE
+            written += SEALED_CHUNK_SIZE
+        if count > full:
+            end = written + rest + TAG_SIZE
+            encrypt_into(
+                _chunk_nonce(base_nonce, first + full), view[at:], None, target[written:end]
+            )
             written = end
         return written
 
@@ -432,11 +444,21 @@ class ChunkOpener:
         written = 0
         at = 0
         try:
-            for index in range(first, first + count):
-                piece = view[at : at + SEALED_CHUNK_SIZE]
+            # As in ChunkSealer.seal_run_into: the nonce inline, whole chunks without len().
+            for index in range(first, first + full):
+                decrypt_into(
+                    (base_nonce ^ index).to_bytes(NONCE_SIZE, "big"),
+                    view[at : at + SEALED_CHUNK_SIZE],
+                    None,
+                    target[written : written + CHUNK_SIZE],
+                )
                 at += SEALED_CHUNK_SIZE
-                end = written + len(piece) - TAG_SIZE
-                decrypt_into(_chunk_nonce(base_nonce, index), piece, None, target[written:end])
+                written += CHUNK_SIZE
+            if count > full:
+                end = written + rest - TAG_SIZE
+                decrypt_into(
+                    _chunk_nonce(base_nonce, first + full), view[at:], None, target[written:end]
+                )
                 written = end
         except InvalidTag:
             raise DecryptionError(_TAMPERED) from None

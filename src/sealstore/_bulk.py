@@ -97,14 +97,34 @@ def _spans(size: int, threads: int, batch_chunks: int) -> list[tuple[int, int]]:
 
 
 def _run_all(threads: int, jobs: list[tuple[int, int]], job: Callable[[int, int], None]) -> None:
-    """Run ``job(start, end)`` for every span on ``threads`` threads; the first error wins."""
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="sealstore")
+    """Run ``job(start, end)`` for every span on ``threads`` threads, the calling thread
+    one of them; the first error is raised once every thread has stopped.
+
+    The threads take spans from one shared iterator (taking the next item of a list
+    iterator is atomic), so a thread slowed by the machine's other work takes fewer.
+    """
+    spans = iter(jobs)
+
+    def work() -> None:
+        try:
+            for start, end in spans:
+                job(start, end)
+        except BaseException:
+            for _ in spans:  # leave nothing for the other threads
+                pass
+            raise
+
+    if threads == 1:
+        work()
+        return
+    pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="sealstore")
     try:
-        futures = [pool.submit(job, start, end) for start, end in jobs]
-        for future in futures:
-            future.result()
+        helpers = [pool.submit(work) for _ in range(threads - 1)]
+        work()
+        for helper in helpers:
+            helper.result()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
 
 
 def seal_body_into(
@@ -178,12 +198,21 @@ class _Slot:
 
 
 class _Pipeline:
-    """Batches handed to a pool in order, their results written to ``dst`` in order."""
+    """Batches sealed or opened in order of submission, their results written in order.
+
+    ``threads - 1`` workers take most batches; every ``threads``-th batch is done by the
+    calling thread itself between its reads and writes, so ``threads`` threads in all
+    compete for the GIL, never more.
+    """
 
     def __init__(self, dst: Writable, threads: int, callback: _Callback) -> None:
         self._dst = dst
         self._callback = callback
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sealstore")
+        self._threads = threads
+        self._submitted = 0
+        self._pool = (
+            ThreadPoolExecutor(threads - 1, thread_name_prefix="sealstore") if threads > 1 else None
+        )
         self._pending: deque[tuple[Future[int], _Slot, int]] = deque()
         self.free: deque[_Slot] = deque()
         self.written = 0
@@ -194,7 +223,17 @@ class _Pipeline:
         """Run ``function(*args, final=final)`` for ``slot``, whose result is the bytes to
         write from ``slot.outgoing``. The callback gets ``counted`` (plaintext bytes) when the
         batch is written, or that result if ``counted`` is -1."""
-        future = self._pool.submit(function, *args, final=final)
+        self._submitted += 1
+        if self._pool is not None and self._submitted % self._threads:
+            future = self._pool.submit(function, *args, final=final)
+        else:
+            # Done here and now; an error waits in the future, so that the batches before
+            # this one are still written first.
+            future = Future()
+            try:
+                future.set_result(function(*args, final=final))
+            except Exception as error:  # re-raised in order by drain_one
+                future.set_exception(error)
         self._pending.append((future, slot, counted))
 
     def drain_one(self) -> None:
@@ -218,7 +257,8 @@ class _Pipeline:
         return self.written
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Source:
