@@ -620,6 +620,24 @@ def section(facts: dict[str, str], groups: Sequence[Group], command: str) -> str
         "",
         *(f"- {name}: {value}" for name, value in facts.items()),
     ]
+    if facts.get("mode", "").startswith("quick"):
+        lines += [
+            "",
+            "**A quick run** (small sizes, a smoke run): these figures show that the harness",
+            "works, not where sealstore stands; the load average above says how busy the",
+            "machine was. Run `nox -s bench-peers -- --markdown docs/benchmarks.md` on a quiet",
+            "machine for the figures of record.",
+        ]
+    targeted = [row for group in groups for row in group.rows if row.target is not None]
+    if targeted:
+        lines += [
+            "",
+            "### Targets",
+            "",
+            "Every target of this run, with its baseline from the same run:",
+            "",
+            markdown_table(targeted),
+        ]
     for group in groups:
         lines += ["", f"### {group.title}", "", group.about, "", markdown_table(group.rows)]
     return "\n".join([*lines, "", PEERS_END]) + "\n"

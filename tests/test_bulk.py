@@ -351,3 +351,25 @@ def test_unready_source_is_refused(keys: sealstore.CustomerKeys) -> None:
     for source in (Unready(), UnreadyRaw()):
         with pytest.raises(sealstore.InvalidDataError):
             sealstore.encrypt_stream(source, Sink(), keys, threads=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_memory_sources_are_read_from_their_position_to_the_end(
+    keys: sealstore.CustomerKeys, threads: int
+) -> None:
+    """A BytesIO is read from where it stands, and left at its end, as a file would be."""
+    message = os.urandom(3 * _bulk.BATCH_SIZE + 11)
+    source = io.BytesIO(b"skip" + message)
+    source.seek(4)
+    sealed = io.BytesIO()
+    sealstore.encrypt_stream(source, sealed, keys, threads=threads)
+    assert source.tell() == 4 + len(message)
+    blob = b"junk" + sealed.getvalue()
+    source = io.BytesIO(blob)
+    source.seek(4)
+    out = io.BytesIO()
+    assert sealstore.decrypt_stream(source, out, keys, threads=threads) == len(message)
+    assert out.getvalue() == message
+    assert source.tell() == len(blob)
+    source.write(b"more")  # the source is still usable: nothing holds on to its buffer
+    assert source.getvalue().endswith(b"more")

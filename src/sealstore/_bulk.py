@@ -14,6 +14,7 @@ more to start than it saves below a couple of megabytes.
 
 from __future__ import annotations
 
+import io
 import os
 from collections import deque
 from collections.abc import Callable
@@ -262,14 +263,36 @@ class _Pipeline:
 
 
 class _Source:
-    """Successive batches of a stream, each read into a buffer the caller reuses."""
+    """Successive batches of a stream, each read into a buffer the caller reuses.
+
+    An :class:`io.BytesIO` already holds its bytes: its batches are views of them, and its
+    position is moved past what was taken when done. Copying them batch by batch would
+    hold the GIL for as long as sealing them takes, so the workers would wait for it.
+    ``getvalue`` hands out the BytesIO's own bytes object without copying it, unless
+    someone holds a view of its buffer (then it copies once).
+    """
 
     def __init__(self, src: Readable) -> None:
         self._src = src
+        self._memory: memoryview | None = None
+        self._start = self._taken = 0
+        if type(src) is io.BytesIO:
+            self._start = src.tell()
+            self._memory = memoryview(src.getvalue())[self._start :]
 
     def fill(self, buffer: memoryview) -> memoryview:
         """The next batch, as long as ``buffer`` unless the stream ends first."""
-        return buffer[: readinto_up_to(self._src, buffer)]
+        if self._memory is None:
+            return buffer[: readinto_up_to(self._src, buffer)]
+        piece = self._memory[self._taken : self._taken + len(buffer)]
+        self._taken += len(piece)
+        return piece
+
+    def close(self) -> None:
+        """Leave an in-memory source positioned after what was taken."""
+        if self._memory is not None:
+            self._memory = None
+            self._src.seek(self._start + self._taken)  # type: ignore[attr-defined]
 
 
 def seal_stream(
@@ -284,7 +307,11 @@ def seal_stream(
 ) -> tuple[int, int]:
     """Encrypt everything ``src`` yields into ``dst`` as one body: (bytes written, plaintext
     bytes read). A stream shorter than one batch is encrypted on the calling thread."""
-    return _seal_batches(key, context, _Source(src), dst, threads, callback, batch_chunks)
+    source = _Source(src)
+    try:
+        return _seal_batches(key, context, source, dst, threads, callback, batch_chunks)
+    finally:
+        source.close()
 
 
 def _seal_batches(  # noqa: PLR0917 - the private half of seal_stream
@@ -346,7 +373,11 @@ def open_stream(
     :class:`DecryptionError` after a prefix of the plaintext, possibly empty, was written.
     A body shorter than one batch is decrypted on the calling thread.
     """
-    return _open_batches(key, context, _Source(src), dst, threads, callback, batch_chunks)
+    source = _Source(src)
+    try:
+        return _open_batches(key, context, source, dst, threads, callback, batch_chunks)
+    finally:
+        source.close()
 
 
 def _open_batches(  # noqa: PLR0917 - the private half of open_stream
