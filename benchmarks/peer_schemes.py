@@ -85,7 +85,7 @@ def versions() -> dict[str, str]:
     """Installed versions of the peers, for the report."""
     from importlib.metadata import version  # noqa: PLC0415 - only for the report
 
-    return {name: version(name) for name in ("tink", "aws-encryption-sdk", "cryptography")}
+    return {name: version(name) for name in ("tink", "aws-encryption-sdk")}
 
 
 # --------------------------------------------------------------------------- Tink
