@@ -373,3 +373,39 @@ def test_in_memory_sources_are_read_from_their_position_to_the_end(
     assert source.tell() == len(blob)
     source.write(b"more")  # the source is still usable: nothing holds on to its buffer
     assert source.getvalue().endswith(b"more")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stream_callbacks_add_up_on_any_thread_count(
+    keys: sealstore.CustomerKeys, threads: int
+) -> None:
+    """Progress callbacks report every plaintext byte once, single-threaded or not."""
+    message = os.urandom(2 * _bulk.BATCH_SIZE + 5000)
+    sealed = io.BytesIO()
+    encrypted: list[int] = []
+    sealstore.encrypt_stream(
+        ReadOnly(message, most=1 << 20), sealed, keys, threads=threads, callback=encrypted.append
+    )
+    decrypted: list[int] = []
+    out = io.BytesIO()
+    sealstore.decrypt_stream(
+        ReadOnly(sealed.getvalue(), most=1 << 20),
+        out,
+        keys,
+        threads=threads,
+        callback=decrypted.append,
+    )
+    assert sum(encrypted) == sum(decrypted) == len(message)
+    assert out.getvalue() == message
+
+
+def test_chunk_opener_refuses_indices_outside_the_format_and_hides_its_key() -> None:
+    key, context = os.urandom(32), b"ctx"
+    sealer = _aead.ChunkSealer.new(key, context)
+    opener = _aead.ChunkOpener(key, context, sealer.prefix)
+    sealed = sealer.seal_chunk(0, b"abc")
+    for index in (-1, _aead.MAX_CHUNKS):
+        with pytest.raises(sealstore.DecryptionError):
+            opener.open_chunk(index, sealed)
+    assert opener.open_chunk(0, sealed) == b"abc"
+    assert repr(opener) == "ChunkOpener(<key hidden>)"

@@ -97,3 +97,16 @@ def test_closed_reader_refuses_reads_and_seeks(
         reader.read(10)
     with pytest.raises(ValueError, match="closed"):
         reader.seek(0)
+
+
+def test_reader_refuses_bad_whence_and_hides_its_contents(
+    sample: tuple[sealstore.CustomerKeys, bytes, bytes],
+) -> None:
+    keys, plaintext, blob = sample
+    reader = sealstore.open_decrypted(io.BytesIO(blob), keys)
+    with pytest.raises(ValueError, match="whence"):
+        reader.seek(0, 3)
+    assert repr(reader) == f"<DecryptedReader size={len(plaintext)} position=0>"
+    reader.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.tell()
