@@ -628,6 +628,15 @@ def section(facts: dict[str, str], groups: Sequence[Group], command: str) -> str
             "machine was. Run `nox -s bench-peers -- --markdown docs/benchmarks.md` on a quiet",
             "machine for the figures of record.",
         ]
+    start_load = facts.get("load average at start (1, 5, 15 min)", "0").split(",")[0]
+    load, cpus = float(start_load), os.cpu_count() or 1
+    if load > cpus:
+        lines += [
+            "",
+            f"**A busy machine**: the load average at the start ({load:.1f}) exceeded the "
+            f"{cpus} CPUs, so other work shared them and the figures are noisy; the second "
+            "CPU the thread pool and the two-thread floor count on was often not free.",
+        ]
     targeted = [row for group in groups for row in group.rows if row.target is not None]
     if targeted:
         lines += [
