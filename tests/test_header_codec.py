@@ -17,6 +17,8 @@ def test_parse_header_refuses_less_than_a_prefix(data: bytes) -> None:
         parse_header(data)
     with pytest.raises(sealstore.FormatError, match="shorter than a header"):
         parse_header(memoryview(data))
+    with pytest.raises(sealstore.FormatError, match="shorter than a header"):
+        header.header_size(data)
 
 
 def test_encode_header_refuses_a_header_over_the_cap() -> None:
