@@ -141,3 +141,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: figures and ratios against baselines measured in the same run."""
     session.install("-e", ".", *_group("bench"))
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(name="bench-peers")
+def bench_peers(session: nox.Session) -> None:
+    """sealstore against Tink, the AWS Encryption SDK and Fernet, in one process."""
+    session.install("-e", ".", *_group("bench-peers"))
+    session.run("python", "benchmarks/peers.py", *session.posargs)

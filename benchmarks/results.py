@@ -20,6 +20,7 @@ __all__ = [
     "Target",
     "console_table",
     "format_value",
+    "keep_peers_section",
     "markdown_document",
     "markdown_table",
 ]
@@ -79,6 +80,18 @@ class Row:
         ratio = "" if self.ratio is None else f"{self.ratio:.2f}"
         target = "" if self.target is None else self.target.describe(self.unit)
         return [self.name, measured, self.baseline_name, baseline, ratio, target, self.status]
+
+
+PEERS_BEGIN: Final = "<!-- peers:begin (written by benchmarks/peers.py) -->"
+PEERS_END: Final = "<!-- peers:end -->"
+
+
+def keep_peers_section(old: str, new: str) -> str:
+    """``new`` with the peers section of ``old`` (``benchmarks/peers.py``) kept at its end."""
+    if PEERS_BEGIN not in old or PEERS_END not in old:
+        return new
+    kept = PEERS_BEGIN + old.split(PEERS_BEGIN, 1)[1].split(PEERS_END, 1)[0] + PEERS_END
+    return new.rstrip("\n") + "\n\n" + kept + "\n"
 
 
 HEADINGS: Final = ["figure", "measured", "baseline", "baseline value", "ratio", "target", ""]

@@ -74,6 +74,7 @@ from benchmarks.results import (
     Row,
     Target,
     console_table,
+    keep_peers_section,
     markdown_document,
 )
 from sealstore.testing import CountingKms
@@ -814,7 +815,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"  missed: {name}")
     if args.markdown is not None:
         command = " ".join(["nox -s bench --", *argv])
-        args.markdown.write_text(markdown_document(facts, groups, command))
+        old = args.markdown.read_text() if args.markdown.exists() else ""
+        args.markdown.write_text(keep_peers_section(old, markdown_document(facts, groups, command)))
         print(f"Markdown written to {args.markdown}")
     return 0
 

@@ -27,6 +27,7 @@ __all__ = [
     "as_readable",
     "pieces",
     "read_up_to",
+    "readinto_up_to",
     "stream_pieces",
     "write_all",
 ]
@@ -88,6 +89,30 @@ def read_up_to(read: Callable[[int], bytes], size: int) -> bytes:
         parts.append(part)
         size -= len(part)
     return b"".join(parts)
+
+
+def readinto_up_to(src: Readable, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``src``; fewer bytes only if the stream ends first. The count.
+
+    Streams with ``readinto`` fill the buffer in place; others are read and copied.
+    """
+    readinto = getattr(src, "readinto", None)
+    filled, size = 0, len(buffer)
+    while filled < size:
+        if readinto is not None:
+            count = readinto(buffer[filled:])
+            if count is None:
+                raise _unready_input("readinto")
+        else:
+            part = src.read(size - filled)
+            if part is None:
+                raise _unready_input("read")
+            count = len(part)
+            buffer[filled : filled + count] = part
+        if not count:
+            break
+        filled += count
+    return filled
 
 
 def write_all(dst: Writable, data: memoryview) -> None:

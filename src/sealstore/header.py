@@ -8,6 +8,7 @@ before anything is allocated, so a hostile header costs no more than its own siz
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Mapping
 from typing import Final, NamedTuple, NoReturn
@@ -46,6 +47,7 @@ _IMMUTABLE_LABEL: Final = b"sealstore/v1\x00"
 _MIN_HEADER_SIZE: Final = PREFIX_SIZE + 3 * 2
 
 _PREFIX = struct.Struct(">4sBBI")
+_unpack_prefix = _PREFIX.unpack_from
 _U16 = struct.Struct(">H")
 
 
@@ -208,7 +210,20 @@ class Header(NamedTuple):
 
 def encode_header(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_key: bytes) -> bytes:
     """Encode a header from its fields (``context_field`` as :func:`encode_context` made it)."""
-    size = PREFIX_SIZE + len(context_field) + 4 + len(key_ref) + len(wrapped_key)
+    return _header_head(mode, context_field, key_ref, len(wrapped_key)) + wrapped_key
+
+
+@functools.lru_cache(maxsize=256)
+def _header_head(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_size: int) -> bytes:
+    """Every byte of a header before the wrapped key itself.
+
+    Only the wrapped key differs between the headers one provider writes with one context,
+    so the rest is built once: with a customer key it halved the encoding of a header
+    (0.69 to 0.33 us, interleaved timeit A/B in one process, CPU time). The cache is bounded
+    and holds nothing secret: modes, encoded contexts and key references are stored in
+    every header.
+    """
+    size = PREFIX_SIZE + len(context_field) + 4 + len(key_ref) + wrapped_size
     if size > MAX_HEADER_SIZE:
         raise InvalidContextError(
             f"the header would be {size} bytes; at most {MAX_HEADER_SIZE} are allowed"
@@ -219,28 +234,39 @@ def encode_header(mode: Mode, context_field: bytes, key_ref: bytes, wrapped_key:
             context_field,
             _U16.pack(len(key_ref)),
             key_ref,
-            _U16.pack(len(wrapped_key)),
-            wrapped_key,
+            _U16.pack(wrapped_size),
         )
     )
 
 
 def parse_header(data: bytes | memoryview) -> Header:
     """Decode a complete header; ``data`` may continue past it (the body is ignored)."""
-    size = header_size(data)
+    # The prefix is checked inline rather than through header_size, and the field lengths
+    # are read byte by byte rather than through struct: this runs once per object read, and
+    # the two together took 0.2 us off a 1.4 us parse (interleaved timeit A/B of the two
+    # versions in one process, CPU time; nox -s bench-peers times the whole round trip).
+    if len(data) < PREFIX_SIZE:
+        raise FormatError("not a sealstore object: shorter than a header")
+    magic, version, mode_value, size = _unpack_prefix(data)
+    if (
+        magic != MAGIC
+        or version != FORMAT_VERSION
+        or mode_value not in _MODES
+        or not _MIN_HEADER_SIZE <= size <= MAX_HEADER_SIZE
+    ):
+        _refuse_prefix(magic, version, mode_value, size)
     if len(data) < size:
         raise FormatError("malformed header: the object is shorter than its declared header")
-    raw = bytes(data[:size])
-    # Field lengths are read inline: this runs once per object read.
-    (context_size,) = _U16.unpack_from(raw, PREFIX_SIZE)
+    raw = data[:size] if type(data) is bytes else bytes(data[:size])
+    context_size = raw[PREFIX_SIZE] << 8 | raw[PREFIX_SIZE + 1]
     key_ref_at = PREFIX_SIZE + 2 + context_size
     if key_ref_at + 2 > size:
         raise FormatError("malformed header: the encryption context runs past the header")
-    (key_ref_size,) = _U16.unpack_from(raw, key_ref_at)
+    key_ref_size = raw[key_ref_at] << 8 | raw[key_ref_at + 1]
     wrapped_at = key_ref_at + 2 + key_ref_size
     if wrapped_at + 2 > size:
         raise FormatError("malformed header: the key reference runs past the header")
-    (wrapped_size,) = _U16.unpack_from(raw, wrapped_at)
+    wrapped_size = raw[wrapped_at] << 8 | raw[wrapped_at + 1]
     if wrapped_at + 2 + wrapped_size != size:
         raise FormatError(
             "malformed header: the wrapped data key does not end where the header does"
@@ -252,7 +278,7 @@ def parse_header(data: bytes | memoryview) -> Header:
     if not 0 < wrapped_size <= MAX_WRAPPED_KEY_SIZE:
         raise FormatError("malformed header: the wrapped data key is empty or exceeds its cap")
     context_field = raw[PREFIX_SIZE:key_ref_at]
-    mode = _MODES[raw[5]]
+    mode = _MODES[mode_value]
     # tuple.__new__ directly: the named tuple's generated __new__ is a Python-level call,
     # and this runs once per object read. It saved about 0.4 us of a 2.8 us parse, some 4 %
     # of a 1 KiB decrypt (9 us), in an interleaved timeit A/B in one process (nox -s bench
