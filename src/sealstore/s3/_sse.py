@@ -281,6 +281,13 @@ class Keys:
                     "with managed=ManagedKeys(...) to read it",
                 )
             return self.managed
+        if self.kms is None:
+            raise_client_error(
+                operation,
+                "InvalidRequest",
+                "the object is encrypted with a KMS key (aws:kms): create the client with "
+                "kms=... to read it",
+            )
         key_id = decode_key_ref(header.key_ref)[1]
         return self.kms_keys(key_id, True, operation)
 
