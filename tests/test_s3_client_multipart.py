@@ -43,7 +43,7 @@ class Upload:
 
     def __init__(self, setup: Setup, key: str, client: EncryptingS3Client, **create: Any) -> None:
         self.setup = setup
-        self.where = {"Bucket": setup.bucket, "Key": key}
+        self.where: dict[str, Any] = {"Bucket": setup.bucket, "Key": key}
         self.id = client.create_multipart_upload(**self.where, **create)["UploadId"]
         self.etags: dict[int, str] = {}
 

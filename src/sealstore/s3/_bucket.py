@@ -25,6 +25,8 @@ RESERVED_PREFIX: Final = ".sealstore-s3/"
 """Keys under this prefix hold the client's own state (bucket default, upload state); the
 store and the backends skip names with a ``.sealstore-`` segment, so they never list them."""
 BUCKET_ENCRYPTION_KEY: Final = RESERVED_PREFIX + "bucket-encryption.json"
+"""The object that holds a bucket's default encryption: the JSON of boto3's
+``ServerSideEncryptionConfiguration``."""
 _ALGORITHMS: Final = ("AES256", "aws:kms")
 _MISSING: Final = frozenset({"NoSuchKey", "404", "NotFound"})
 

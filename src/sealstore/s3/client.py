@@ -51,6 +51,19 @@ _WRITES: Final = frozenset(
     }
 )
 _PAGED: Final = frozenset({"list_objects_v2", "list_objects", "list_parts"})
+_BYPASSING: Final = frozenset(
+    {
+        "upload_file",
+        "upload_fileobj",
+        "download_file",
+        "download_fileobj",
+        "copy",
+        "select_object_content",
+        "write_get_object_response",
+    }
+)
+"""The wrapped client's methods that would move plaintext or ciphertext past the client:
+never forwarded."""
 
 
 @final
@@ -100,6 +113,12 @@ class EncryptingS3Client:
         """Every other attribute of the wrapped client: ``meta``, ``exceptions``, bucket calls."""
         if name.startswith("_"):
             raise AttributeError(name)
+        if name in _BYPASSING:
+            raise AttributeError(
+                f"EncryptingS3Client does not forward {name}: the wrapped client's would move "
+                "data without encrypting or decrypting it; use put_object, get_object or a "
+                "multipart upload through this client"
+            )
         return getattr(self._client, name)
 
     def __repr__(self) -> str:
@@ -172,20 +191,22 @@ class EncryptingS3Client:
 
     # -- multipart uploads ------------------------------------------------------------------
 
-    def create_multipart_upload(self, *, part_size: int | None = None, **kwargs: Any) -> Any:
+    def create_multipart_upload(
+        self, *, part_size: int | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """``CreateMultipartUpload``; ``part_size`` (sealstore's, optional) declares the
         plaintext size of every part but the last, so parts can come in any order."""
         return self._uploads.create(dict(kwargs), part_size)
 
-    def upload_part(self, **kwargs: Any) -> Any:
+    def upload_part(self, **kwargs: Any) -> dict[str, Any]:
         """``UploadPart``, encrypted as chunks of the object's body (see the docs)."""
         return self._uploads.upload_part(dict(kwargs))
 
-    def upload_part_copy(self, **kwargs: Any) -> Any:
+    def upload_part_copy(self, **kwargs: Any) -> dict[str, Any]:
         """``UploadPartCopy``: the plaintext of the source range, uploaded as a part."""
         return _copy.upload_part_copy(self, dict(kwargs))
 
-    def complete_multipart_upload(self, **kwargs: Any) -> Any:
+    def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         """``CompleteMultipartUpload``, ending the body with its final chunk."""
         return self._uploads.complete(dict(kwargs))
 
@@ -193,7 +214,7 @@ class EncryptingS3Client:
         """``AbortMultipartUpload``, and the upload's state removed."""
         return self._uploads.abort(dict(kwargs))
 
-    def list_parts(self, **kwargs: Any) -> Any:
+    def list_parts(self, **kwargs: Any) -> dict[str, Any]:
         """``ListParts`` with each part's plaintext size."""
         return self._uploads.list_parts(dict(kwargs))
 
