@@ -101,7 +101,28 @@ class DecryptingBody(io.RawIOBase):
         """Up to ``amt`` bytes of plaintext (everything left when ``amt`` is ``None``)."""
         if amt is None or amt < 0:
             return self.readall()
-        return super().read(amt) or b""
+        # As urllib3 (under boto3's StreamingBody) does: ``amt`` bytes unless the end comes.
+        out = bytearray(amt)
+        filled = 0
+        with memoryview(out) as view:
+            while filled < amt:
+                count = self.readinto(view[filled:])
+                if not count:
+                    break
+                filled += count
+        del out[filled:]
+        return bytes(out)
+
+    def readall(self) -> bytes:
+        """Everything left, chunk by chunk."""
+        pieces: list[memoryview] = []
+        while True:
+            if not self._pending:
+                self._decrypt_next()
+                if not self._pending:
+                    return b"".join(pieces)
+            pieces.append(self._pending)
+            self._pending = memoryview(b"")
 
     def iter_chunks(self, chunk_size: int = 1024) -> Iterator[bytes]:
         """Plaintext in pieces of ``chunk_size`` bytes, as boto3's ``StreamingBody`` yields."""

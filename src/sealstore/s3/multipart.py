@@ -109,9 +109,11 @@ class Uploads:
     def create(self, params: dict[str, Any], part_size: int | None) -> dict[str, Any]:
         """``CreateMultipartUpload``, then the upload's state stored in the bucket."""
         operation = "CreateMultipartUpload"
-        if part_size is not None and (part_size <= 0 or part_size % _CHUNK):
+        if part_size is not None and (part_size < MIN_PART_SIZE or part_size % _CHUNK):
             raise_client_error(
-                operation, "InvalidArgument", "part_size must be a positive multiple of 16384"
+                operation,
+                "InvalidArgument",
+                "part_size must be a multiple of 16384 bytes, at least 5 MiB",
             )
         encryption = self._owner.encryption_for(params, operation)
         provider, context = self._owner.provider_and_context(params, encryption, operation)
@@ -167,7 +169,8 @@ class Uploads:
             with upload.lock:
                 upload.uploaded[number] = response.get("ETag", "")
         answer = plain_fields(response)
-        answer["ETag"] = response.get("ETag")
+        # The server's checksums of the stored part: completing the upload names them.
+        answer.update({k: v for k, v in response.items() if k.startswith("Checksum")})
         answer.update(echo(upload.header, customer))
         return answer
 
@@ -260,24 +263,23 @@ class Uploads:
                 "uploaded, and listed in order",
             )
         upload = self._known_upload(params["UploadId"])
-        state = None if upload is not None else self._state(params)
-        if upload is None:
-            assert state is not None
-            upload = self._load(state, params, customer, operation)
         last = numbers[-1]
-        if upload.sequential_owner(listed):
+        needs_tail = not _ends_body(last, listed[last][1])
+        if upload is not None and upload.sequential_owner(listed):
             tail_index, tail = upload.next_index, upload.carry
-            needs_tail = not _ends_body(last, listed[last][1])
         else:
-            if upload.unaligned or (state is not None and state.get("unaligned")):
+            # Read again: another client may have carried bytes this one never saw.
+            state = self._state(params)
+            if state.get("unaligned") or (upload is not None and upload.unaligned):
                 raise_client_error(
                     operation,
                     "InvalidPart",
                     "this upload has parts whose size is not a multiple of 16384 bytes: it "
                     "must be completed by the client that uploaded them, in order",
                 )
+            if upload is None:
+                upload = self._load(state, params, customer, operation)
             tail_index, tail = self._check_uniform(listed, numbers, operation), b""
-            needs_tail = not _ends_body(last, listed[last][1])
         parts = list(params["MultipartUpload"]["Parts"])
         if needs_tail:
             if last >= _MAX_PARTS:
