@@ -264,3 +264,21 @@ def test_small_single_part_upload(setup: Setup) -> None:
     assert setup.s3.get_object(**upload.where)["Body"].read() == b"small"
     code = _refused(setup.s3.create_multipart_upload, **upload.where, part_size=1000)
     assert code == ("InvalidArgument", 400)
+
+
+def test_concurrent_parts_through_one_client(setup: Setup, data: bytes) -> None:
+    """Parts uploaded by a thread pool through one client (as a transfer manager does)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    secret = os.urandom(32)
+    upload = Upload(setup, setup.key("pool"), setup.s3, part_size=PART, **customer(secret))
+    pieces = list(enumerate(_pieces(data, PART), 1))
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda item: upload.part(setup.s3, *item, **customer(secret)), pieces)
+        )
+    assert len(answers) == len(pieces)
+    listed = setup.s3.list_parts(**upload.where, UploadId=upload.id, **customer(secret))
+    assert sum(part["Size"] for part in listed["Parts"]) == len(data)
+    upload.complete(setup.s3)
+    _check_reads(setup, setup.key("pool"), data, **customer(secret))

@@ -335,6 +335,7 @@ class Uploads:
 
     def list_parts(self, params: dict[str, Any]) -> dict[str, Any]:
         """``ListParts`` with plaintext sizes."""
+        customer_key(params, "ListParts")  # checked, and kept from the server
         response = self._client.list_parts(**params)
         answer = plain_fields(response)
         if "Parts" in response:
