@@ -283,3 +283,28 @@ def test_forgotten_uploads_are_read_again(setup: Setup, monkeypatch: pytest.Monk
         **first, UploadId=one, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}
     )
     assert client.get_object(**first)["Body"].read() == b"abc"
+
+
+def test_kms_key_ids_limit_the_keys_used(setup: Setup) -> None:
+    """With kms_key_ids, objects under other KMS keys are refused on read and on write
+    (a bucket default naming another key included)."""
+    trusted = setup.kms.create_key(principal="default").key_id
+    other = setup.kms.create_key(principal="default").key_id
+    strict = setup.other(kms_key_ids=[trusted])
+    where = {"Bucket": setup.bucket, "Key": setup.key("k")}
+    setup.s3.put_object(**where, Body=b"v", ServerSideEncryption="aws:kms", SSEKMSKeyId=other)
+    assert _refused(strict.get_object, **where) == ("AccessDenied", 403)
+    code = _refused(
+        strict.put_object, **where, Body=b"w", ServerSideEncryption="aws:kms", SSEKMSKeyId=other
+    )
+    assert code == ("AccessDenied", 403)
+    assert setup.s3.get_object(**where)["Body"].read() == b"v"  # nothing was overwritten
+    code = _refused(
+        strict.create_multipart_upload, **where, ServerSideEncryption="aws:kms", SSEKMSKeyId=other
+    )
+    assert code == ("AccessDenied", 403)
+    strict.put_object(**where, Body=b"t", ServerSideEncryption="aws:kms", SSEKMSKeyId=trusted)
+    assert strict.get_object(**where)["Body"].read() == b"t"
+    assert strict.put_object(**where, Body=b"m", ServerSideEncryption="AES256")
+    with pytest.raises(TypeError):
+        setup.other(kms_key_ids=trusted)

@@ -232,6 +232,8 @@ class Keys:
     kms: KmsClient | None
     principal: str
     cache_size: int
+    allowed: frozenset[str] | None = None
+    """The KMS key ids objects may be under (as the KMS reports them); ``None``: any."""
     _cache: OrderedDict[tuple[str | None, bool], KmsKeys] = attrs.field(factory=OrderedDict)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
@@ -289,7 +291,23 @@ class Keys:
                 "kms=... to read it",
             )
         key_id = decode_key_ref(header.key_ref)[1]
+        self.check_kms_key(header, operation)
         return self.kms_keys(key_id, True, operation)
+
+    def check_kms_key(self, header: Header, operation: str) -> None:
+        """Refuse an object under a KMS key outside ``allowed`` (someone who can write to the
+        bucket could otherwise pass off objects, or a bucket default, under a key they own)."""
+        if self.allowed is None or header.mode is not Mode.KMS:
+            return
+        key_id = decode_key_ref(header.key_ref)[1]
+        if key_id not in self.allowed:
+            raise_client_error(
+                operation,
+                "AccessDenied",
+                f"the object is under KMS key {key_id!r}, which is not among the client's "
+                "kms_key_ids",
+                403,
+            )
 
     def kms_keys(self, key_id: str | None, bucket_key: bool, operation: str) -> KmsKeys:
         """The cached :class:`~sealstore.KmsKeys` for ``key_id`` (``None``: the KMS default)."""

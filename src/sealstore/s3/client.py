@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, final
 
 from sealstore.envelope import encrypt_detached
@@ -75,8 +75,9 @@ class EncryptingS3Client:
     acting as ``principal``), and ``SSECustomerKey`` needs nothing configured. A write without
     SSE arguments uses the bucket's default (``put_bucket_encryption``), else managed keys if
     given, else the KMS's default key. Objects the client did not encrypt are refused on read
-    unless ``allow_plaintext_reads``. A bucket's default is read again after
-    ``bucket_default_ttl`` seconds::
+    unless ``allow_plaintext_reads``. ``kms_key_ids``, if given, are the only KMS keys (as the
+    KMS reports their ids) objects may be written or read under. A bucket's default is read
+    again after ``bucket_default_ttl`` seconds::
 
         s3 = EncryptingS3Client(boto3.client("s3"), managed=ManagedKeys(keyring))
         s3.put_object(Bucket="b", Key="k", Body=b"secret", ServerSideEncryption="AES256")
@@ -94,12 +95,16 @@ class EncryptingS3Client:
         principal: str = "default",
         allow_plaintext_reads: bool = False,
         kms_cache_size: int = 64,
+        kms_key_ids: Iterable[str] | None = None,
         bucket_default_ttl: float = 60.0,
     ) -> None:
         if kms_cache_size < 1:
             raise ValueError("kms_cache_size must be at least 1")
+        if isinstance(kms_key_ids, str):
+            raise TypeError("kms_key_ids is a collection of key ids, not one string")
         self._client = client
-        self._keys = Keys(managed, kms, principal, kms_cache_size)
+        allowed = None if kms_key_ids is None else frozenset(kms_key_ids)
+        self._keys = Keys(managed, kms, principal, kms_cache_size, allowed)
         self.allow_plaintext_reads = allow_plaintext_reads
         self._defaults = BucketDefaults(client, bucket_default_ttl, self._keys.for_write)
         self._uploads = Uploads(self)
@@ -302,6 +307,7 @@ class EncryptingS3Client:
             header, body = encrypt_detached(data, provider, context=context)
         except SealstoreError as error:
             raise translated(error, operation) from error
+        self._keys.check_kms_key(parse_header(header), operation)
         placement, marker = place(header, keeps_metadata=True)
         stored = body if placement == "detached" else header + body
         return stored, header, marker or {}

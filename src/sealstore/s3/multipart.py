@@ -124,6 +124,7 @@ class Uploads:
             header, immutable, data_key, _ = seal_header(provider, context, None)
         except SealstoreError as error:
             raise translated(error, operation) from error
+        self._owner.keys.check_kms_key(parse_header(header), operation)
         placement, marker = place(header, keeps_metadata=True)
         if placement != "detached":
             raise_client_error(
