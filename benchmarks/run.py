@@ -51,7 +51,7 @@ from sealstore.keys.kms import BucketKeyPolicy
 # where the benchmarks package and the test suite's server helpers are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import keyring, store, vault
+from benchmarks import keyring, s3_client, store, vault
 from benchmarks.measure import (
     PIECE,
     ChildResult,
@@ -95,6 +95,7 @@ GROUPS: Final = (
     "store",
     "vault",
     "keyring",
+    "s3client",
 )
 
 
@@ -162,6 +163,7 @@ class Sizes:
     kms_round_trips: int
     store: store.StoreSizes
     vault: vault.VaultSizes
+    s3client: s3_client.S3ClientSizes
 
 
 FULL: Final = Sizes(
@@ -180,6 +182,7 @@ FULL: Final = Sizes(
     kms_round_trips=2000,
     store=store.FULL,
     vault=vault.FULL,
+    s3client=s3_client.FULL,
 )
 QUICK: Final = Sizes(
     oneshot=4 * MiB,
@@ -197,6 +200,7 @@ QUICK: Final = Sizes(
     kms_round_trips=200,
     store=store.QUICK,
     vault=vault.QUICK,
+    s3client=s3_client.QUICK,
 )
 
 
@@ -772,6 +776,7 @@ BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
     "store": lambda sizes: store.bench_store(sizes.store),
     "vault": lambda sizes: vault.bench_vault(sizes.vault),
     "keyring": lambda sizes: keyring.bench_keyring(quick=sizes is QUICK),
+    "s3client": lambda sizes: s3_client.bench_s3_client(sizes.s3client),
 }
 
 
