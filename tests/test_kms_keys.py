@@ -13,7 +13,7 @@ import pytest
 
 import sealstore
 from sealstore.backends import MemoryBackend
-from sealstore.header import encode_header, parse_header
+from sealstore.header import Mode, encode_header, parse_header
 from sealstore.keys import kms as kms_keys
 from sealstore.keys.kms import (
     BUCKET_KEY,
@@ -394,3 +394,53 @@ def test_prefetch_without_a_batching_client_does_nothing(kms: MemoryKms) -> None
     assert kms.calls["decrypt"] == 0
     assert sealstore.decrypt(blob, keys) == b"x"
     assert kms.calls["decrypt"] == 1
+
+
+def _local_kms_with_key(tmp_path: Path) -> tuple[sealstore.LocalKms, str]:
+    root = sealstore.RootKey.from_bytes(os.urandom(32))
+    local = sealstore.LocalKms(tmp_path / "kms", root_key=root, create=True)
+    return local, local.create_key(principal="app").key_id
+
+
+def test_a_rewrap_through_an_alias_learns_the_object_is_current(tmp_path: Path) -> None:
+    """A provider naming its key by alias does not know the key id until the KMS answers:
+    a rewrap asks (re-encrypting inside the KMS), learns the object is under its key, and
+    leaves it as it is."""
+    local, key_id = _local_kms_with_key(tmp_path)
+    local.create_alias("alias/orders", key_id, principal="app")
+    backend = MemoryBackend()
+    sealstore.EncryptedStore(backend, sealstore.KmsKeys(local, key_id=key_id, principal="app")).put(
+        "doc", b"x"
+    )
+    before = backend.head("doc").metadata
+    store = sealstore.EncryptedStore(
+        backend, sealstore.KmsKeys(local, key_id="alias/orders", principal="app")
+    )
+    assert store.rewrap("doc") is False
+    assert backend.head("doc").metadata == before
+
+
+def test_prefetch_skips_malformed_key_references(kms: MemoryKms) -> None:
+    """A header whose KMS key reference breaks its layout is left for the unwrap to refuse."""
+    keys = sealstore.KmsKeys(kms, key_id="k1")
+    header = parse_header(encode_header(Mode.KMS, b"\x00\x00", b"\x09", bytes(60)))
+    keys.prefetch([header])
+    with pytest.raises(sealstore.FormatError):
+        keys.unwrap_data_key(header)
+
+
+def test_bucket_key_rewraps_inside_the_kms_are_remembered_within_bounds(tmp_path: Path) -> None:
+    """Objects under several bucket keys, rewrapped inside the KMS with a one-entry memo,
+    all end up readable under the key's newest material."""
+    local, key_id = _local_kms_with_key(tmp_path)
+    policy = BucketKeyPolicy(max_objects=2, cache_size=1)
+    keys = sealstore.KmsKeys(local, key_id=key_id, principal="app", bucket_key=policy)
+    store = sealstore.EncryptedStore(MemoryBackend(), keys)
+    for index in range(6):
+        store.put(f"doc/{index}", b"doc %d" % index)
+    local.rotate_key(key_id, principal="app")
+    assert store.rewrap_all("doc/", force=True).done == 6
+    reader = sealstore.KmsKeys(local, key_id=key_id, principal="app", bucket_key=True)
+    assert [store.get(f"doc/{index}", keys=reader) for index in range(6)] == [
+        b"doc %d" % index for index in range(6)
+    ]

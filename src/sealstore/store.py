@@ -764,11 +764,12 @@ class EncryptedStore:
             return "current"
         # A KMS that re-encrypts the blob itself keeps the key-encryption key inside it.
         rewrapped = wrapping.rewrap_data_key(header, unwrapping)
-        if rewrapped is None:
-            data_key = unwrapping.unwrap_data_key(header)
-            if not force and wrapping.is_current(header.key_ref):  # learnt by unwrapping
-                return "current"
+        data_key = unwrapping.unwrap_data_key(header) if rewrapped is None else None
+        if not force and wrapping.is_current(header.key_ref):  # learnt from the KMS's answer
+            return "current"
+        if data_key is not None:
             rewrapped = wrapping.wrap_data_key(data_key, header.immutable, header.context)
+        assert rewrapped is not None  # one of the two ways above
         key_ref, wrapped = rewrapped
         new_header = encode_header(header.mode, header.context_field, key_ref, wrapped)
         etag = located.info.etag

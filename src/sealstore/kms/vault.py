@@ -220,7 +220,7 @@ class VaultTransitKms:
         except Exception as error:
             call = _Call(_LOGIN, Operation.DESCRIBE_KEY, auth_mount, {}, "approle")
             translated, _ = _translate(error, call, kms.address)
-            if translated is None:
+            if translated is None:  # pragma: no cover - hvac raises its own or requests' errors
                 raise
             raise translated from error
         return kms
