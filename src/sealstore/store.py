@@ -717,7 +717,8 @@ class EncryptedStore:
     ) -> int:
         """:meth:`download` in concurrent ranged reads, the first of which brings the header."""
         part_size = _transfer.plaintext_part_size(transfers.part_size)
-        window = _aead.BODY_PREFIX_SIZE + _aead.sealed_run_size(part_size, final=False)
+        # One whole part, and the empty final chunk of a body that is exactly one part.
+        window = _aead.BODY_PREFIX_SIZE + _aead.sealed_run_size(part_size, final=True)
         info, first = transfers.fetch(name, end=window)
         located = self._located_from(name, info, first)
         etag = info.etag
