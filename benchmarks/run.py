@@ -51,7 +51,7 @@ from sealstore.keys.kms import BucketKeyPolicy
 # where the benchmarks package and the test suite's server helpers are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import store
+from benchmarks import store, transfer
 from benchmarks.measure import (
     PIECE,
     ChildResult,
@@ -84,7 +84,7 @@ COBBLESTONE_PREFIX: Final = 56
 COBBLESTONE_CHUNK: Final = 16384
 CHILD_COMMAND: Final = "_file-child"
 """Hidden sub-command: run one file-to-file operation and report time and peak RSS."""
-GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms", "store")
+GROUPS: Final = ("oneshot", "stream", "small", "files", "random", "kms", "store", "transfer")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -150,6 +150,7 @@ class Sizes:
     kms_objects: int
     kms_round_trips: int
     store: store.StoreSizes
+    transfer: transfer.TransferSizes
 
 
 FULL: Final = Sizes(
@@ -167,6 +168,7 @@ FULL: Final = Sizes(
     kms_objects=10_000,
     kms_round_trips=2000,
     store=store.FULL,
+    transfer=transfer.FULL,
 )
 QUICK: Final = Sizes(
     oneshot=4 * MiB,
@@ -183,6 +185,7 @@ QUICK: Final = Sizes(
     kms_objects=1000,
     kms_round_trips=200,
     store=store.QUICK,
+    transfer=transfer.QUICK,
 )
 
 
@@ -756,6 +759,7 @@ BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
     "random": bench_random,
     "kms": bench_kms,
     "store": lambda sizes: store.bench_store(sizes.store),
+    "transfer": lambda sizes: transfer.bench_transfer(sizes.transfer),
 }
 
 
