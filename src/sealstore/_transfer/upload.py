@@ -13,8 +13,8 @@ them concurrently. The part layout is fixed, so any writer of the same body agre
   multiple of 16 KiB).
 
 A body of one part or less is one ``put_whole`` request instead. Memory stays below
-``(2 * concurrency + 2)`` parts: ``concurrency + 2`` plaintext buffers (the part being read,
-the read-ahead, the parts waiting for a worker) and one sealed buffer per worker.
+``concurrency + 3`` parts: three plaintext buffers (the part being read, the read-ahead, a
+part waiting for a worker) and one sealed buffer per worker.
 """
 
 from __future__ import annotations
@@ -80,9 +80,11 @@ class _Upload:
         self._concurrency = concurrency
         self._callback = callback
         self._reported = threading.Lock()
-        # Plaintext buffers: the part being read, the read-ahead, and one per waiting part.
+        # Plaintext buffers: the part being read, the read-ahead, and one part sealed and
+        # ready for the next free thread (sealing is much faster than sending). More would
+        # only hold memory while the threads are busy sending.
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._slots = threading.Semaphore(concurrency + 2)
+        self._slots = threading.Semaphore(3)
         # Sealed buffers of the middle parts, which all have the same size.
         self._sealed_free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._failed = threading.Event()
