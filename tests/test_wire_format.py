@@ -821,3 +821,54 @@ def test_worked_example_annotations_match_the_bytes() -> None:
             seen.add(row[0])
     assert next_offset == len(blob)
     assert seen == set(intermediates)
+
+
+def test_multipart_uploads_store_plain_format_v1_in_the_documented_parts(
+    moto_bucket: tuple[Any, str],
+) -> None:
+    """An S3 client multipart upload (full-size last part) stores one ordinary body: part 1
+    is the prefix and chunks 0..319, part 2 chunks 320..639, part 3 the empty final chunk."""
+    from sealstore.s3 import EncryptingS3Client  # noqa: PLC0415 - needs boto3
+
+    raw, bucket = moto_bucket
+    key = os.urandom(32)
+    sse: dict[str, Any] = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    s3 = EncryptingS3Client(raw)
+    name = f"wire-{os.urandom(4).hex()}"
+    part = 320 * CHUNK
+    plaintext = os.urandom(2 * part)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=name, **sse)["UploadId"]
+    etags = [
+        s3.upload_part(Bucket=bucket, Key=name, UploadId=upload, PartNumber=n, Body=piece, **sse)[
+            "ETag"
+        ]
+        for n, piece in ((2, plaintext[part:]), (1, plaintext[:part]))
+    ]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=name,
+        UploadId=upload,
+        MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": etags[1]}, {"PartNumber": 2, "ETag": etags[0]}]
+        },
+        **sse,
+    )
+    sizes = [
+        raw.head_object(Bucket=bucket, Key=name, PartNumber=n)["ContentLength"] for n in (1, 2, 3)
+    ]
+    assert sizes == [56 + 320 * 16400, 320 * 16400, 16]
+    stored = raw.get_object(Bucket=bucket, Key=name)
+    body = stored["Body"].read()
+    header_bytes = base64.b64decode(stored["Metadata"]["sealstore"].removeprefix("detached:"))
+    header = decode_header(header_bytes)
+    derived = derive(unwrap_data_key(header, key), body[:24], header.immutable)
+    assert body[24:56] == derived.commitment
+    aead = AESGCM(derived.key)
+    for index in (0, 319, 320, 639):
+        sealed = body[chunk_offset(index) : chunk_offset(index) + 16400]
+        assert (
+            aead.decrypt(derived.nonce(index), sealed, b"")
+            == plaintext[index * CHUNK : (index + 1) * CHUNK]
+        )
+    assert aead.decrypt(derived.nonce(640), body[chunk_offset(640) :], b"") == b""
+    assert sealstore.decrypt(body, sealstore.CustomerKeys(key), header=header_bytes) == plaintext
