@@ -21,6 +21,7 @@ from benchmarks.latency import latency_proxy
 from benchmarks.measure import GiB, MiB, best_interleaved, mb_per_s, size_label, write_random_file
 from benchmarks.results import Group, Row, Target
 from sealstore.backends.s3 import S3Backend
+from sealstore.s3 import EncryptingS3Client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -76,7 +77,9 @@ def _measure(endpoint: str, plain: Path, sizes: TransferSizes) -> dict[str, floa
         max_concurrency=sizes.concurrency,
     )
     backend = S3Backend(client, BUCKET, part_size=sizes.part_size, concurrency=sizes.concurrency)
-    store = sealstore.EncryptedStore(backend, sealstore.ManagedKeys(sealstore.MemoryKeyringStore()))
+    keys = sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
+    store = sealstore.EncryptedStore(backend, keys)
+    wrapper = EncryptingS3Client(client, managed=keys)
 
     def boto_put() -> None:
         with plain.open("rb") as source:
@@ -86,19 +89,27 @@ def _measure(endpoint: str, plain: Path, sizes: TransferSizes) -> dict[str, floa
         with plain.open("rb") as source:
             store.put("store", source)
 
+    def client_put() -> None:
+        with plain.open("rb") as source:
+            wrapper.upload_fileobj(source, BUCKET, "client", Config=config)
+
+    def client_get() -> None:
+        wrapper.download_fileobj(BUCKET, "client", _NullSink(), Config=config)
+
     def boto_get() -> None:
         client.download_fileobj(BUCKET, "boto3", _NullSink(), Config=config)  # type: ignore[arg-type]
 
     def store_get() -> None:
         store.download("store", _NullSink())
 
-    puts = best_interleaved({"boto3": boto_put, "store": store_put}, sizes.reps)
-    gets = best_interleaved({"boto3": boto_get, "store": store_get}, sizes.reps)
-    return {
-        "boto3 put": puts["boto3"],
-        "store put": puts["store"],
-        "boto3 get": gets["boto3"],
-        "store get": gets["store"],
+    puts = best_interleaved(
+        {"boto3": boto_put, "store": store_put, "client": client_put}, sizes.reps
+    )
+    gets = best_interleaved(
+        {"boto3": boto_get, "store": store_get, "client": client_get}, sizes.reps
+    )
+    return {f"{name} put": seconds for name, seconds in puts.items()} | {
+        f"{name} get": seconds for name, seconds in gets.items()
     }
 
 
@@ -120,22 +131,27 @@ def bench_transfer(sizes: TransferSizes) -> Group:
                     seconds = _measure(endpoint, plain, sizes)
                 where = f"+{latency:g} ms per request" if latency else "no added latency"
                 for what, boto_name in (("put", "upload_fileobj"), ("get", "download_fileobj")):
-                    rows.append(
-                        Row(
-                            f"store.{'put' if what == 'put' else 'download'} {label}, {where}",
-                            mb_per_s(sizes.size, seconds[f"store {what}"]),
-                            "MB/s",
-                            mb_per_s(sizes.size, seconds[f"boto3 {what}"]),
-                            f"boto3 {boto_name}",
-                            TARGET,
+                    for candidate, shown in (
+                        ("store", f"store.{'put' if what == 'put' else 'download'}"),
+                        ("client", f"EncryptingS3Client.{boto_name}"),
+                    ):
+                        rows.append(
+                            Row(
+                                f"{shown} {label}, {where}",
+                                mb_per_s(sizes.size, seconds[f"{candidate} {what}"]),
+                                "MB/s",
+                                mb_per_s(sizes.size, seconds[f"boto3 {what}"]),
+                                f"boto3 {boto_name}",
+                                TARGET,
+                            )
                         )
-                    )
     return Group(
         "transfer",
         "8. The store's concurrent S3 transfers against boto3's (SeaweedFS)",
         f"`EncryptedStore.put` of a {label} file and `EncryptedStore.download` into a null "
         f"sink on `S3Backend(part_size={size_label(sizes.part_size)}, "
-        f"concurrency={sizes.concurrency})`, against boto3's `upload_fileobj` / "
+        f"concurrency={sizes.concurrency})`, and `EncryptingS3Client.upload_fileobj` / "
+        f"`download_fileobj` with that `TransferConfig`, against boto3's `upload_fileobj` / "
         f"`download_fileobj` of the same plaintext with `TransferConfig` of the same part "
         f"size and concurrency; SeaweedFS (`weed mini`) on 127.0.0.1, sharing the CPUs. Then "
         f"the same through a proxy on 127.0.0.1 that delays each request by "

@@ -61,7 +61,7 @@ def test_fileobj_transfers_in_concurrent_parts(setup: Setup) -> None:
     setup.s3.download_fileobj(setup.bucket, key, sink, Callback=received.append, Config=CONFIG)
     assert sink.getvalue() == data
     assert sum(received) == len(data)
-    assert setup.requests.names == ["GetObject"] * 3
+    assert setup.requests.names == ["GetObject"] * 2  # the short final chunk rides along
 
 
 def test_customer_keys_through_extra_args(setup: Setup) -> None:

@@ -715,42 +715,53 @@ class EncryptedStore:
         context: Mapping[str, str] | None,
         callback: Callable[[int], None] | None,
     ) -> int:
-        """:meth:`download` in concurrent ranged reads, the first of which brings the header."""
+        """:meth:`download` in concurrent ranged reads, the first of which brings the header.
+
+        The other parts are fetched as soon as the first answer's headers have arrived (they
+        bring the header in metadata, the size and the etag), while the first part's bytes
+        are still arriving.
+        """
         part_size = _transfer.plaintext_part_size(transfers.part_size)
         # One whole part, and the empty final chunk of a body that is exactly one part.
         window = _aead.BODY_PREFIX_SIZE + _aead.sealed_run_size(part_size, final=True)
-        info, first = transfers.fetch(name, end=window)
-        located = self._located_from(name, info, first)
-        etag = info.etag
-        if located.header is None:
-            if not self.allow_plaintext_reads:
-                self._require_encrypted(name, located)
-            write_all(dst, memoryview(first))
-            copied = len(first)
-            if callback is not None and first:
-                callback(len(first))
-            if info.size > copied:
-                rest = self.backend.get(name, start=copied, if_match=etag)
-                copied += _copy_stream(rest, dst, callback)
-            return copied
-        provider = self._reader_for(name, located.header, keys)
-        expected = self._expected(name, located.header, context, provider)
-        data_key = open_header(located.header, provider, expected)
-        start = located.body_start
-        opener = _aead.ChunkOpener(
-            data_key, located.header.immutable, first[start : start + _aead.BODY_PREFIX_SIZE]
-        )
-        return _transfer.download_sealed(
-            lambda begin, end: transfers.fetch(name, start=begin, end=end, if_match=etag)[1],
-            opener,
-            dst,
-            body_start=start,
-            body_size=info.size - start,
-            first=first[start:],
-            part_size=part_size,
-            concurrency=transfers.concurrency,
-            callback=callback,
-        )
+        info, stream = transfers.open_range(name, end=window)
+        with closing(stream):
+            placement, _ = read_marker(info.metadata, name)
+            if placement is None:
+                located = _Located(info, None, None, None)
+                if not self.allow_plaintext_reads:
+                    self._require_encrypted(name, located)
+                copied = _copy_stream(stream, dst, callback)
+                if info.size > copied:
+                    rest = self.backend.get(name, start=copied, if_match=info.etag)
+                    copied += _copy_stream(rest, dst, callback)
+                return copied
+            lead = read_up_to(stream.read, PREFIX_SIZE if placement == "inline" else 0)
+            if placement == "inline" and looks_inline(lead):
+                lead += read_up_to(stream.read, header_size(lead) - PREFIX_SIZE)
+            located = self._located_from(name, info, lead)
+            header = located.header
+            assert header is not None  # a marker, so a header or a FormatError
+            provider = self._reader_for(name, header, keys)
+            expected = self._expected(name, header, context, provider)
+            data_key = open_header(header, provider, expected)
+            prefix = read_up_to(stream.read, _aead.BODY_PREFIX_SIZE)
+            opener = _aead.ChunkOpener(data_key, header.immutable, prefix)
+            start = located.body_start
+            return _transfer.download_sealed(
+                lambda begin, end: transfers.fetch(name, start=begin, end=end, if_match=info.etag)[
+                    1
+                ],
+                opener,
+                dst,
+                body_start=start,
+                body_size=info.size - start,
+                first=prefix,
+                first_stream=(stream, window - start),
+                part_size=part_size,
+                concurrency=transfers.concurrency,
+                callback=callback,
+            )
 
     def _located_from(self, name: str, info: ObjectInfo, first: bytes) -> _Located:
         """What :meth:`_locate` finds, from a read that returned metadata and first bytes."""

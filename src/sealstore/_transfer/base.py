@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 from sealstore import _aead
+from sealstore._io import ReadableStream
 from sealstore.backends.base import ObjectInfo
 
 __all__ = [
@@ -74,8 +75,8 @@ class TransferBackend(Protocol):
     """A backend the store moves large bodies through in concurrent parts (S3).
 
     ``part_size`` and ``concurrency`` are its settings; ``fetch`` is a ranged read that also
-    returns what a head would (whole size, metadata, etag), ``uploads`` a :class:`PartTarget`
-    for one object.
+    returns what a head would (whole size, metadata, etag), ``open_range`` the same with the
+    bytes as a stream still arriving, ``uploads`` a :class:`PartTarget` for one object.
     """
 
     @property
@@ -86,6 +87,10 @@ class TransferBackend(Protocol):
     def fetch(
         self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
     ) -> tuple[ObjectInfo, bytes]: ...
+
+    def open_range(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> tuple[ObjectInfo, ReadableStream]: ...
 
     def uploads(
         self, name: str, *, metadata: Mapping[str, str] | None = None, if_match: str | None = None

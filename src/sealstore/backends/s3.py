@@ -301,20 +301,31 @@ class S3Backend:
         self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
     ) -> tuple[ObjectInfo, bytes]:
         """The bytes ``[start, end)`` of ``name`` with what a ``HeadObject`` would say, in one
-        ``GetObject``.
+        ``GetObject``: :meth:`open_range`, read to its end."""
+        info, stream = self.open_range(name, start=start, end=end, if_match=if_match)
+        with contextlib.closing(stream):
+            data = stream.read() if end is None else read_up_to(stream.read, max(0, end - start))
+        return info, data
+
+    def open_range(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> tuple[ObjectInfo, ReadableStream]:
+        """What a ``HeadObject`` would say of ``name``, and a stream of its bytes
+        ``[start, end)``, from one ``GetObject``.
 
         The :class:`~sealstore.backends.ObjectInfo` has the whole object's size (from the
-        answer's ``Content-Range``), its metadata and etag: a reader learns the header and
-        the first bytes of an object in one request. An empty object cannot be read by range
-        on S3: it costs a ``HeadObject`` more.
+        answer's ``Content-Range``), its metadata and etag, known as soon as the answer's
+        headers arrive: a reader learns the header of an object and starts on its first bytes
+        in one request. An empty object cannot be read by range on S3: it costs a
+        ``HeadObject`` more.
         """
         key = self._key(name)
         check_range(start, end)
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if if_match is not None:
             request["IfMatch"] = f'"{if_match}"'
-        wanted: int | None = None if end is None else end - start
-        if end is not None and end <= start:
+        empty = end is not None and end <= start
+        if empty:
             end = start + 1  # a ranged GET returns at least one byte; it is dropped
         if start or end is not None:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
@@ -328,11 +339,14 @@ class S3Backend:
                 raise ObjectChangedError(
                     f"{shown(name)} in {self._where} changed since its etag was read: read it again"
                 ) from error
-            return info, b""
+            return info, io.BytesIO()
         failed = f"cannot read {shown(name)} in {self._where}"
-        stream = GuardedStream(response["Body"], translate=lambda error: _read_error(error, failed))
-        with contextlib.closing(stream):
-            data = stream.read() if wanted is None else read_up_to(stream.read, wanted)
+        stream: ReadableStream = GuardedStream(
+            response["Body"], translate=lambda error: _read_error(error, failed)
+        )
+        if empty:
+            stream.close()
+            stream = io.BytesIO()
         info = ObjectInfo(
             name=name,
             size=_total_size(response),
@@ -341,7 +355,7 @@ class S3Backend:
             version_id=response.get("VersionId"),
             last_modified=_time(response.get("LastModified")),
         )
-        return info, data
+        return info, stream
 
     def uploads(
         self, name: str, *, metadata: Mapping[str, str] | None = None, if_match: str | None = None

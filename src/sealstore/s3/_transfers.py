@@ -148,39 +148,39 @@ def download_fileobj(
     window = _aead.BODY_PREFIX_SIZE + _aead.sealed_run_size(part_size, final=True)
     client = s3.client
     response = _first_get(client, params, window)
-    with contextlib.closing(response["Body"]) as stream:
-        first = read_up_to(stream.read, window)
     total = _span(response)[2]
     fetch = _Fetch(client, params, response.get("ETag"))
-    try:
-        placement, header_bytes = read_marker(response.get("Metadata") or {}, key)
-        if placement is None:
-            _refuse_plaintext(key, customer, s3.allow_plaintext_reads)
-            _copy_plaintext(first, total, fetch, fileobj, callback)
-            return
-        if header_bytes is not None:
-            header, body_start = parse_detached_header(header_bytes), 0
-        else:
-            size = header_size(first[:PREFIX_SIZE])
-            if len(first) < size:
-                first += fetch(len(first), min(size, total))
-            header, body_start = parse_header(first[:size]), size
-        data_key = _unwrap(s3.keys, header, customer, key)
-        prefix = first[body_start : body_start + _aead.BODY_PREFIX_SIZE]
-        opener = _aead.ChunkOpener(data_key, header.immutable, prefix)
-        _transfer.download_sealed(
-            fetch,
-            opener,
-            fileobj,
-            body_start=body_start,
-            body_size=total - body_start,
-            first=first[body_start:],
-            part_size=part_size,
-            concurrency=concurrency,
-            callback=callback,
-        )
-    except SealstoreError as error:
-        raise translated(error, operation) from error
+    with contextlib.closing(response["Body"]) as stream:
+        try:
+            placement, header_bytes = read_marker(response.get("Metadata") or {}, key)
+            if placement is None:
+                _refuse_plaintext(key, customer, s3.allow_plaintext_reads)
+                _copy_plaintext(stream, total, fetch, fileobj, callback)
+                return
+            if header_bytes is not None:
+                header, body_start = parse_detached_header(header_bytes), 0
+            else:
+                lead = read_up_to(stream.read, PREFIX_SIZE)
+                lead += read_up_to(stream.read, header_size(lead) - PREFIX_SIZE)
+                header, body_start = parse_header(lead), len(lead)
+            data_key = _unwrap(s3.keys, header, customer, key)
+            prefix = read_up_to(stream.read, _aead.BODY_PREFIX_SIZE)
+            opener = _aead.ChunkOpener(data_key, header.immutable, prefix)
+            # The other parts are fetched while the first one's bytes are still arriving.
+            _transfer.download_sealed(
+                fetch,
+                opener,
+                fileobj,
+                body_start=body_start,
+                body_size=total - body_start,
+                first=prefix,
+                first_stream=(stream, window - body_start),
+                part_size=part_size,
+                concurrency=concurrency,
+                callback=callback,
+            )
+        except SealstoreError as error:
+            raise translated(error, operation) from error
 
 
 def download_file(
@@ -237,20 +237,24 @@ class _Fetch:
 
 
 def _copy_plaintext(
-    first: bytes, total: int, fetch: _Fetch, fileobj: Writable, callback: Callback
+    stream: Any, total: int, fetch: _Fetch, fileobj: Writable, callback: Callback
 ) -> None:
-    """An object the client did not encrypt (plaintext reads allowed), a part at a time."""
-    piece = len(first) or 1
-    at = 0
-    data = first
-    while True:
-        write_all(fileobj, memoryview(data))
-        if callback is not None and data:
-            callback(len(data))
-        at += len(data)
-        if at >= total or not data:
-            return
-        data = fetch(at, min(total, at + piece))
+    """An object the client did not encrypt (plaintext reads allowed): the first answer's
+    bytes, then the rest in one more ranged read if the object is larger."""
+    copied = 0
+    for source in (stream, None):
+        while copied < total:
+            piece = (
+                stream.read(1 << 20)
+                if source is not None
+                else fetch(copied, min(total, copied + (8 << 20)))
+            )
+            if not piece:
+                break
+            write_all(fileobj, memoryview(piece))
+            copied += len(piece)
+            if callback is not None:
+                callback(len(piece))
 
 
 class _ClientTarget:
