@@ -478,3 +478,112 @@ def test_the_engine_writes_the_layout_from_any_source() -> None:
         concurrency=2,
     )
     assert out.getvalue() == data
+
+
+def test_an_object_marked_inline_without_a_header_is_damaged(
+    client: S3Client, bucket: str, keys: sealstore.ManagedKeys
+) -> None:
+    """Metadata that says the header is in front of the body, over bytes that hold none:
+    FormatError from get and open, never plaintext."""
+    store = make_store(client, bucket, keys)
+    client.put_object(
+        Bucket=bucket, Key="odd", Body=b"no header here", Metadata={"sealstore": "inline"}
+    )
+    with pytest.raises(sealstore.FormatError, match="no header"):
+        store.get("odd")
+    with pytest.raises(sealstore.FormatError, match="no header"):
+        store.open("odd")
+
+
+def test_a_damaged_first_part_stops_the_parts_after_it(
+    client: S3Client, bucket: str, keys: sealstore.ManagedKeys
+) -> None:
+    """A chunk altered in the first part: DecryptionError, nothing of that part written,
+    the parts fetched after it dropped."""
+    store = make_store(client, bucket, keys, concurrency=2)
+    store.put("doc", os.urandom(6 * PART))
+    stored = client.get_object(Bucket=bucket, Key="doc")
+    body = bytearray(stored["Body"].read())
+    body[1000] ^= 1
+    client.put_object(Bucket=bucket, Key="doc", Body=bytes(body), Metadata=stored["Metadata"])
+    sink = io.BytesIO()
+    with pytest.raises(sealstore.DecryptionError):
+        store.download("doc", sink)
+    assert sink.getvalue() == b""
+
+
+def test_fetch_of_an_empty_range_brings_the_head_alone(
+    client: S3Client, bucket: str, keys: sealstore.ManagedKeys
+) -> None:
+    """S3Backend.fetch with start == end returns what a head says and no bytes."""
+    backend = S3Backend(client, bucket)
+    backend.put("x", b"abcdef", metadata={"k": "v"})
+    info, data = backend.fetch("x", start=3, end=3)
+    assert (info.size, info.metadata, data) == (6, {"k": "v"}, b"")
+
+
+class _NonBlockingFile:
+    def readinto(self, buffer: Any) -> None:
+        return None
+
+    def read(self, size: int = -1) -> None:
+        return None
+
+
+def test_a_non_blocking_readinto_is_refused() -> None:
+    """A source whose readinto returns None is refused as well."""
+    sealer = _aead.ChunkSealer.new(os.urandom(32), b"context")
+    target, _ = _memory_target()
+    with pytest.raises(sealstore.InvalidDataError, match="readinto"):
+        _transfer.upload_sealed(
+            _NonBlockingFile(),  # type: ignore[arg-type]
+            sealer,
+            target,
+            lead=b"",
+            part_size=PART,
+            concurrency=1,
+        )
+
+
+def test_an_upload_past_the_part_limit_is_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More parts than S3 allows: BackendError before the part past the limit is read
+    further, and the upload is aborted."""
+    monkeypatch.setattr(_transfer.upload, "MAX_PARTS", 2)
+    sealer = _aead.ChunkSealer.new(os.urandom(32), b"context")
+    target, seen = _memory_target()
+    with pytest.raises(sealstore.BackendError, match="larger part size"):
+        _transfer.upload_sealed(
+            io.BytesIO(bytes(3 * PART)),
+            sealer,
+            target,
+            lead=sealer.prefix,
+            part_size=PART,
+            concurrency=1,
+        )
+    assert seen["aborted"]
+
+
+def test_a_failed_part_cancels_the_parts_queued_after_it() -> None:
+    """With one thread, a part that fails leaves the queued parts unsent; the failure of
+    that part is the one raised, and the upload is aborted."""
+    sealer = _aead.ChunkSealer.new(os.urandom(32), b"context")
+    target, seen = _memory_target()
+    sent = target.upload_part
+
+    def failing(upload_id: str, number: int, body: bytearray) -> Any:
+        if number == 1:
+            raise ConnectionResetError("part 1 lost")
+        return sent(upload_id, number, body)
+
+    target.upload_part = failing  # type: ignore[method-assign]
+    with pytest.raises(ConnectionResetError, match="part 1 lost"):
+        _transfer.upload_sealed(
+            io.BytesIO(bytes(4 * PART)),
+            sealer,
+            target,
+            lead=sealer.prefix,
+            part_size=PART,
+            concurrency=1,
+        )
+    assert seen["aborted"]
+    assert seen["parts"] == {}

@@ -764,7 +764,8 @@ class EncryptedStore:
             )
 
     def _located_from(self, name: str, info: ObjectInfo, first: bytes) -> _Located:
-        """What :meth:`_locate` finds, from a read that returned metadata and first bytes."""
+        """What :meth:`_locate` finds, from a read that returned metadata and first bytes
+        (which always cover an inline header: callers read at least the largest header)."""
         placement, header_bytes = read_marker(info.metadata, name)
         if placement is None:
             return _Located(info, None, None, None)
@@ -773,13 +774,7 @@ class EncryptedStore:
         prefix = first[:PREFIX_SIZE]
         if not looks_inline(prefix):
             raise FormatError(f"object {name!r} is marked encrypted but has no header")
-        size = header_size(prefix)
-        header_bytes = first[:size]
-        if len(header_bytes) < size and len(first) < info.size:
-            with closing(
-                self.backend.get(name, start=len(first), end=size, if_match=info.etag)
-            ) as stream:
-                header_bytes += read_up_to(stream.read, size - len(first))
+        header_bytes = first[: header_size(prefix)]
         return _Located(info, parse_header(header_bytes), header_bytes, "inline")
 
     def _locate(self, name: str, listed: ObjectInfo | None = None) -> _Located:
