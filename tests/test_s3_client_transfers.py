@@ -3,6 +3,7 @@ download_fileobj) over the concurrent transfer engine, on moto_server and Seawee
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -226,3 +227,34 @@ def test_file_transfers_keep_memory_bounded(
     assert copied.hexdigest() == digest.hexdigest()
     assert grown["upload_kib"] < 64 * 1024
     assert grown["download_kib"] < 64 * 1024
+
+
+def test_kms_objects_with_a_header_too_large_for_metadata(setup: Setup) -> None:
+    """aws:kms with a context too large for metadata: the header goes in front of the body,
+    at the start of part 1, and downloads read it from the first answer; a key the KMS does
+    not know is S3's KMS error, before any part is sent."""
+    key_id = setup.kms.create_key(principal="default").key_id
+    note = base64.b64encode(json.dumps({"note": "x" * 1500}).encode()).decode()
+    arguments = {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": key_id,
+        "SSEKMSEncryptionContext": note,
+    }
+    key = setup.key("inline")
+    data = os.urandom(PART + 123)
+    setup.s3.upload_fileobj(io.BytesIO(data), setup.bucket, key, ExtraArgs=arguments, Config=CONFIG)
+    assert setup.raw.head_object(Bucket=setup.bucket, Key=key)["Metadata"]["sealstore"] == "inline"
+    sink = io.BytesIO()
+    setup.s3.download_fileobj(setup.bucket, key, sink, Config=CONFIG)
+    assert sink.getvalue() == data
+    assert setup.s3.get_object(Bucket=setup.bucket, Key=key)["Body"].read() == data
+    setup.requests.clear()
+    with pytest.raises(ClientError) as refused:
+        setup.s3.upload_fileobj(
+            io.BytesIO(data),
+            setup.bucket,
+            setup.key("unknown-key"),
+            ExtraArgs={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "no-such-key"},
+        )
+    assert error_of(refused)[1] == 400
+    assert "UploadPart" not in setup.requests.names
