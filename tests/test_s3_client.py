@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 import sealstore
 from sealstore import _aead
 from sealstore.s3 import EncryptingS3Client
+from tests.leaks import SecretRegistry
 from tests.s3_client_support import SERVERS, Setup, customer, error_of, made_setup
 
 MODES = ("AES256", "aws:kms", "SSE-C")
@@ -429,3 +430,20 @@ def test_constructor_checks() -> None:
     """A KMS cache must hold at least one provider."""
     with pytest.raises(ValueError, match="kms_cache_size"):
         EncryptingS3Client(object(), kms_cache_size=0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_keys_and_plaintext_never_reach_a_log(
+    setup: Setup, mode: str, plaintext: bytes, secrets: SecretRegistry
+) -> None:
+    """With every logger at DEBUG (botocore's request logs included), neither the customer
+    key nor the plaintext appears in a record or an error message."""
+    key = os.urandom(32)
+    secrets.add(key)
+    where = {"Bucket": setup.bucket, "Key": setup.key("secret")}
+    setup.s3.put_object(**where, Body=plaintext, **write_args(mode, key))
+    assert setup.s3.get_object(**where, **read_args(mode, key))["Body"].read() == plaintext
+    refused = customer() if mode == "SSE-C" else customer(key)  # another key, or SSE-C
+    with pytest.raises(ClientError) as excinfo:
+        setup.s3.get_object(**where, Range="bytes=0-3", **refused)
+    assert not secrets.find([str(excinfo.value), excinfo.value.response, repr(setup.s3)])

@@ -282,3 +282,17 @@ def test_concurrent_parts_through_one_client(setup: Setup, data: bytes) -> None:
     assert sum(part["Size"] for part in listed["Parts"]) == len(data)
     upload.complete(setup.s3)
     _check_reads(setup, setup.key("pool"), data, **customer(secret))
+
+
+def test_parts_of_different_sizes_from_different_clients_are_refused(setup: Setup) -> None:
+    """Full parts of two sizes, from clients that cannot see each other's: completing the
+    upload is refused (the body would have a hole), never stored."""
+    upload = Upload(setup, setup.key("holes"), setup.s3)
+    upload.part(setup.other(), 1, bytes(PART))
+    upload.part(setup.other(), 2, bytes(PART + 64 * 1024))
+    upload.part(setup.other(), 3, b"end")
+    assert _refused(upload.complete, client=setup.other()) == ("InvalidPart", 400)
+    assert _refused(upload.complete, client=setup.s3) == ("InvalidPart", 400)
+    missing = _refused(setup.s3.head_object, **upload.where)
+    assert missing[1] == 404
+    setup.s3.abort_multipart_upload(**upload.where, UploadId=upload.id)

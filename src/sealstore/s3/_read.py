@@ -358,9 +358,10 @@ def head_object(
             return dict(response)
         first, last, total = _span(response)
         if header_bytes is None:
-            fetcher = _Fetcher(client, {"Bucket": params["Bucket"], "Key": params["Key"]}, None)
+            same = {k: params[k] for k in ("Bucket", "Key", "VersionId") if k in params}
+            fetcher = _Fetcher(client, same, response.get("ETag"))
             data = fetcher.bytes(0, min(total, MAX_HEADER_SIZE) - 1)
-            header, body_start = parse_header(data[: header_size(data[:PREFIX_SIZE])]), -1
+            header = parse_header(data[: header_size(data[:PREFIX_SIZE])])
             body_start = header.size
         else:
             header, body_start = parse_detached_header(header_bytes), 0
