@@ -20,14 +20,15 @@ def _group(name: str) -> list[str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite with branch coverage."""
+    """Run the test suite with branch coverage; without arguments, the tests marked slow
+    (transfers of 1 GiB) are left out: `nox -s tests -- -m slow` runs them."""
     session.install("-e", ".", *_group("test"))
     session.run(
         "pytest",
         "--cov=sealstore",
         "--cov-branch",
         "--cov-report=term",
-        *session.posargs,
+        *(session.posargs or ["-m", "not slow"]),
     )
 
 

@@ -51,7 +51,7 @@ from sealstore.keys.kms import BucketKeyPolicy
 # where the benchmarks package and the test suite's server helpers are.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import keyring, s3_client, store, vault
+from benchmarks import keyring, s3_client, store, transfer, vault
 from benchmarks.measure import (
     PIECE,
     ChildResult,
@@ -96,6 +96,7 @@ GROUPS: Final = (
     "vault",
     "keyring",
     "s3client",
+    "transfer",
 )
 
 
@@ -164,6 +165,7 @@ class Sizes:
     store: store.StoreSizes
     vault: vault.VaultSizes
     s3client: s3_client.S3ClientSizes
+    transfer: transfer.TransferSizes
 
 
 FULL: Final = Sizes(
@@ -183,6 +185,7 @@ FULL: Final = Sizes(
     store=store.FULL,
     vault=vault.FULL,
     s3client=s3_client.FULL,
+    transfer=transfer.FULL,
 )
 QUICK: Final = Sizes(
     oneshot=4 * MiB,
@@ -201,6 +204,7 @@ QUICK: Final = Sizes(
     store=store.QUICK,
     vault=vault.QUICK,
     s3client=s3_client.QUICK,
+    transfer=transfer.QUICK,
 )
 
 
@@ -777,6 +781,7 @@ BENCHES: Final[dict[str, Callable[[Sizes], Group]]] = {
     "vault": lambda sizes: vault.bench_vault(sizes.vault),
     "keyring": lambda sizes: keyring.bench_keyring(quick=sizes is QUICK),
     "s3client": lambda sizes: s3_client.bench_s3_client(sizes.s3client),
+    "transfer": lambda sizes: transfer.bench_transfer(sizes.transfer),
 }
 
 

@@ -393,7 +393,7 @@ def test_everything_else_passes_through(setup: Setup) -> None:
     setup.s3.delete_objects(Bucket=setup.bucket, Delete={"Objects": [{"Key": where["Key"]}]})
     assert _refused(setup.s3.head_object, **where)[1] == 404
     with pytest.raises(AttributeError, match="without encrypting"):
-        _ = setup.s3.upload_fileobj
+        _ = setup.s3.copy
     with pytest.raises(AttributeError):
         _ = setup.s3._private  # private names are not forwarded
     assert "EncryptingS3Client" in repr(setup.s3)

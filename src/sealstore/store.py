@@ -23,10 +23,11 @@ from typing import Final, Literal, final, overload
 import attrs
 from typing_extensions import Buffer
 
-from sealstore import _aead
+from sealstore import _aead, _transfer
 from sealstore._io import (
     Chain,
     Readable,
+    ReadableStream,
     Writable,
     as_readable,
     read_up_to,
@@ -34,7 +35,13 @@ from sealstore._io import (
     write_all,
 )
 from sealstore.backends.base import Backend, ObjectInfo
-from sealstore.envelope import EncryptingReader, decrypt_stream, open_decrypted
+from sealstore.envelope import (
+    EncryptingReader,
+    decrypt_stream,
+    open_decrypted,
+    open_header,
+    seal_header,
+)
 from sealstore.errors import (
     ContextMismatchError,
     DecryptionError,
@@ -71,6 +78,9 @@ __all__ = [
     "ObjectHead",
     "Progress",
 ]
+
+_OPEN_WINDOW: Final = 1 << 17
+"""Bytes an open on S3 reads with the header: reads within them cost no further request."""
 
 OBJECT_CONTEXT_KEY: Final = "sealstore:object"
 """The encryption-context key under which the store binds each object's name."""
@@ -138,6 +148,11 @@ class ObjectHead:
     placement: Placement | None = None
     etag: str | None = None
     version_id: str | None = None
+    detailed: bool = True
+    """False for an entry of :meth:`EncryptedStore.list` made from the listing alone (on S3,
+    whose listings carry no headers): ``encrypted`` and ``plaintext_size`` are then what the
+    stored size implies for an object the store wrote with its header in metadata, and
+    ``mode``, keys and ``context`` are unknown; :meth:`EncryptedStore.head` reads them."""
     problem: str | None = None
     """Set when the object's header cannot be read (by :meth:`EncryptedStore.list`: the
     object cannot be read either until it is repaired or restored), or when an object that
@@ -289,6 +304,11 @@ class EncryptedStore:
         number of plaintext bytes written to ``dst`` since its previous call (boto3's
         ``Callback`` convention).
         """
+        transfers = self._transfers()
+        if transfers is not None:
+            return self._download_parts(
+                transfers, name, dst, keys=keys, context=context, callback=callback
+            )
         located = self._locate(name)
         if located.header is None:
             return self._plaintext_read(name, located, dst, callback)
@@ -364,17 +384,35 @@ class EncryptedStore:
             return self._open_writer(name, keys, context)
         if mode != "rb":
             raise ValueError(f"open() mode must be 'rb' or 'wb', not {mode!r}")
-        located = self._locate(name)
+        transfers = self._transfers()
+        window = b""
+        if transfers is None:
+            located = self._locate(name)
+        else:
+            # One GET brings the header (in its metadata) and the first bytes: no HEAD first.
+            info, window = transfers.fetch(name, end=_OPEN_WINDOW)
+            located = self._located_from(name, info, window)
         header = self._require_encrypted(name, located)
         provider = self._reader_for(name, header, keys)
         expected = self._expected(name, header, context, provider)
-        return self._open_located(name, located, provider, expected)
+        return self._open_located(name, located, provider, expected, window)
 
     def _open_writer(
         self, name: str, keys: KeyProvider | None, context: Mapping[str, str] | None
     ) -> EncryptedWriter[ObjectHead]:
         provider = self._writer(keys)
         bound = self._bind(name, context)
+        transfers = self._transfers()
+        if transfers is not None:
+
+            def start_parts(plaintext: Readable) -> Callable[[], ObjectHead]:
+                # Wrapped here, in the caller's thread: a key that cannot wrap fails open().
+                sealed = seal_header(provider, bound, None)
+                return lambda: self._upload(
+                    transfers, name, plaintext, provider=provider, sealed=sealed, callback=None
+                )
+
+            return EncryptedWriter(start_parts, name=name)
 
         def start(plaintext: Readable) -> Callable[[], ObjectHead]:
             # Made here, in the caller's thread: a key that cannot wrap fails open().
@@ -394,9 +432,20 @@ class EncryptedStore:
             self._reader_for(name, located.header, keys).unwrap_data_key(located.header)
         return _describe(name, located)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectHead]:
-        """Every object under ``prefix``, encrypted or not, in name order."""
+    def list(self, prefix: str = "", *, details: bool = False) -> Iterator[ObjectHead]:
+        """Every object under ``prefix``, encrypted or not, in name order.
+
+        Where listings carry the headers (metadata), each entry says everything
+        :meth:`head` does. On S3, whose listings carry no metadata, the store costs only the
+        listing's requests: each entry has ``detailed`` False and the plaintext size the
+        stored size implies; with ``details``, each object's header is read too (one request
+        per object).
+        """
+        brief = not details and not getattr(self.backend, "lists_metadata", True)
         for info in self.backend.list(prefix):
+            if brief and not info.metadata:
+                yield _from_listing(info)
+                continue
             try:
                 head = self._listed(info)
             except ObjectNotFoundError:  # deleted by someone else since the backend listed it
@@ -606,6 +655,19 @@ class EncryptedStore:
         if_match: str | None = None,
     ) -> ObjectHead:
         """Encrypt ``data`` as ``name`` and store it in the placement the backend allows."""
+        transfers = self._transfers()
+        if transfers is not None:
+            provider = self._writer(keys)
+            sealed = seal_header(provider, self._bind(name, context), None)
+            return self._upload(
+                transfers,
+                name,
+                data,
+                provider=provider,
+                sealed=sealed,
+                callback=callback,
+                if_match=if_match,
+            )
         reader = EncryptingReader(
             data,
             self._writer(keys),
@@ -624,6 +686,120 @@ class EncryptedStore:
         info = self.backend.put(name, stored, metadata=metadata, if_match=if_match)
         located = _Located(attrs.evolve(info, name=name), parse_header(header), header, placement)
         return _describe(name, located)
+
+    def _transfers(self) -> _transfer.TransferBackend | None:
+        """The backend, if it moves large bodies in concurrent parts (S3)."""
+        backend = self.backend
+        return backend if isinstance(backend, _transfer.TransferBackend) else None
+
+    def _upload(
+        self,
+        transfers: _transfer.TransferBackend,
+        name: str,
+        data: Readable,
+        *,
+        provider: KeyProvider,
+        sealed: tuple[bytes, bytes, bytes, bytes],
+        callback: Callable[[int], None] | None,
+        if_match: str | None = None,
+    ) -> ObjectHead:
+        """Seal ``data`` in concurrent parts under the header made by ``seal_header``."""
+        header, immutable, data_key, key_ref = sealed
+        sealer = _aead.ChunkSealer.new(data_key, immutable)
+        placement, metadata = place(header, keeps_metadata=True)
+        lead = sealer.prefix if placement == "detached" else header + sealer.prefix
+        target = transfers.uploads(name, metadata=metadata, if_match=if_match)
+        response, size = _transfer.upload_sealed(
+            data,
+            sealer,
+            target,
+            lead=lead,
+            part_size=_transfer.plaintext_part_size(transfers.part_size),
+            concurrency=transfers.concurrency,
+            callback=callback,
+        )
+        provider.record_plaintext_bytes(key_ref, size)
+        stored = len(lead) - _aead.BODY_PREFIX_SIZE + _aead.body_size(size)
+        info = ObjectInfo(
+            name=name,
+            size=stored,
+            metadata=metadata or {},
+            etag=getattr(response, "etag", None),
+            version_id=getattr(response, "version_id", None),
+        )
+        return _describe(name, _Located(info, parse_header(header), header, placement))
+
+    def _download_parts(
+        self,
+        transfers: _transfer.TransferBackend,
+        name: str,
+        dst: Writable,
+        *,
+        keys: KeyProvider | None,
+        context: Mapping[str, str] | None,
+        callback: Callable[[int], None] | None,
+    ) -> int:
+        """:meth:`download` in concurrent ranged reads, the first of which brings the header.
+
+        The other parts are fetched as soon as the first answer's headers have arrived (they
+        bring the header in metadata, the size and the etag), while the first part's bytes
+        are still arriving.
+        """
+        part_size = _transfer.plaintext_part_size(transfers.part_size)
+        # One whole part, and the empty final chunk of a body that is exactly one part.
+        window = _aead.BODY_PREFIX_SIZE + _aead.sealed_run_size(part_size, final=True)
+        info, stream = transfers.open_range(name, end=window)
+        with closing(stream):
+            placement, _ = read_marker(info.metadata, name)
+            if placement is None:
+                located = _Located(info, None, None, None)
+                if not self.allow_plaintext_reads:
+                    self._require_encrypted(name, located)
+                copied = _copy_stream(stream, dst, callback)
+                if info.size > copied:
+                    rest = self.backend.get(name, start=copied, if_match=info.etag)
+                    copied += _copy_stream(rest, dst, callback)
+                return copied
+            lead = read_up_to(stream.read, PREFIX_SIZE if placement == "inline" else 0)
+            if placement == "inline" and looks_inline(lead):
+                lead += read_up_to(stream.read, header_size(lead) - PREFIX_SIZE)
+            located = self._located_from(name, info, lead)
+            header = located.header
+            assert header is not None  # a marker, so a header or a FormatError
+            provider = self._reader_for(name, header, keys)
+            expected = self._expected(name, header, context, provider)
+            data_key = open_header(header, provider, expected)
+            prefix = read_up_to(stream.read, _aead.BODY_PREFIX_SIZE)
+            opener = _aead.ChunkOpener(data_key, header.immutable, prefix)
+            start = located.body_start
+            return _transfer.download_sealed(
+                lambda begin, end: transfers.fetch(name, start=begin, end=end, if_match=info.etag)[
+                    1
+                ],
+                opener,
+                dst,
+                body_start=start,
+                body_size=info.size - start,
+                first=prefix,
+                first_stream=(stream, window - start),
+                part_size=part_size,
+                concurrency=transfers.concurrency,
+                callback=callback,
+            )
+
+    def _located_from(self, name: str, info: ObjectInfo, first: bytes) -> _Located:
+        """What :meth:`_locate` finds, from a read that returned metadata and first bytes
+        (which always cover an inline header: callers read at least the largest header)."""
+        placement, header_bytes = read_marker(info.metadata, name)
+        if placement is None:
+            return _Located(info, None, None, None)
+        if header_bytes is not None:
+            return _Located(info, parse_detached_header(header_bytes), header_bytes, placement)
+        prefix = first[:PREFIX_SIZE]
+        if not looks_inline(prefix):
+            raise FormatError(f"object {name!r} is marked encrypted but has no header")
+        header_bytes = first[: header_size(prefix)]
+        return _Located(info, parse_header(header_bytes), header_bytes, "inline")
 
     def _locate(self, name: str, listed: ObjectInfo | None = None) -> _Located:
         if self.backend.keeps_metadata:
@@ -677,14 +853,7 @@ class EncryptedStore:
     ) -> int:
         if not self.allow_plaintext_reads:
             self._require_encrypted(name, located)
-        copied = 0
-        with closing(self.backend.get(name)) as stream:
-            for piece in stream_pieces(stream):
-                write_all(dst, memoryview(piece))
-                copied += len(piece)
-                if callback is not None:
-                    callback(len(piece))
-        return copied
+        return _copy_stream(self.backend.get(name), dst, callback)
 
     def _open_located(
         self,
@@ -692,9 +861,14 @@ class EncryptedStore:
         located: _Located,
         provider: KeyProvider,
         expected: Mapping[str, str] | None,
+        window: bytes = b"",
     ) -> DecryptedReader:
-        """A reader over a located object; ``expected`` comes from :meth:`_expected`."""
-        source = _RangedSource(self.backend, name, located.info.size, located.info.etag)
+        """A reader over a located object; ``expected`` comes from :meth:`_expected`.
+
+        ``window`` holds the object's first bytes, already read: reads within it are free.
+        """
+        info = located.info
+        source = _RangedSource(self.backend, name, info.size, info.etag, window)
         source.seek(located.body_start)
         return open_decrypted(source, provider, context=expected, header=located.header_bytes)
 
@@ -804,6 +978,37 @@ def _user_context(context: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in context.items() if k != OBJECT_CONTEXT_KEY}
 
 
+def _copy_stream(
+    stream: ReadableStream, dst: Writable, callback: Callable[[int], None] | None
+) -> int:
+    """Copy a backend's stream to ``dst``, then close it; the bytes copied."""
+    copied = 0
+    with closing(stream):
+        for piece in stream_pieces(stream):
+            write_all(dst, memoryview(piece))
+            copied += len(piece)
+            if callback is not None:
+                callback(len(piece))
+    return copied
+
+
+def _from_listing(info: ObjectInfo) -> ObjectHead:
+    """An entry from a listing alone: the plaintext size the stored size implies."""
+    try:
+        size: int | None = _aead.plaintext_size(info.size)
+    except DecryptionError:  # no body the store writes has this size
+        size = None
+    return ObjectHead(
+        name=info.name,
+        encrypted=size is not None,
+        stored_size=info.size,
+        plaintext_size=size,
+        etag=info.etag,
+        version_id=info.version_id,
+        detailed=False,
+    )
+
+
 def _describe(name: str, located: _Located) -> ObjectHead:
     info, header = located.info, located.header
     if header is None:
@@ -839,22 +1044,31 @@ def _describe(name: str, located: _Located) -> ObjectHead:
 
 class _RangedSource:
     """A seekable view of a stored object; each read is one ranged request, conditional on
-    the object's etag where the backend has etags."""
+    the object's etag where the backend has etags. Reads within ``window`` (the object's
+    first bytes, already read) cost no request."""
 
-    def __init__(self, backend: Backend, name: str, size: int, etag: str | None) -> None:
+    def __init__(
+        self, backend: Backend, name: str, size: int, etag: str | None, window: bytes = b""
+    ) -> None:
         self._backend = backend
         self._name = name
         self._size = size
         self._etag = etag
+        self._window = window
         self._position = 0
 
     def read(self, size: int = -1, /) -> bytes:
         end = self._size if size is None or size < 0 else min(self._size, self._position + size)
-        if end <= self._position:
+        start = self._position
+        if end <= start:
             return b""
-        get = self._backend.get
-        with closing(get(self._name, start=self._position, end=end, if_match=self._etag)) as stream:
-            data = read_up_to(stream.read, end - self._position)
+        held = len(self._window)
+        data = self._window[start:end] if start < held else b""
+        if start + len(data) < end:
+            get = self._backend.get
+            begin = start + len(data)
+            with closing(get(self._name, start=begin, end=end, if_match=self._etag)) as stream:
+                data += read_up_to(stream.read, end - begin)
         self._position += len(data)
         return data
 

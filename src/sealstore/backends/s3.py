@@ -43,7 +43,7 @@ import attrs
 from typing_extensions import Buffer
 
 from sealstore._aws import error_code, error_status, is_botocore_error
-from sealstore._io import GuardedStream, Readable, ReadableStream, pieces
+from sealstore._io import GuardedStream, Readable, ReadableStream, pieces, read_up_to
 from sealstore.backends._rules import (
     MAX_METADATA_SIZE,
     MAX_NAME_BYTES,
@@ -69,6 +69,7 @@ __all__ = [
     "MAX_PARTS",
     "MAX_SINGLE_REQUEST_SIZE",
     "MIN_PART_SIZE",
+    "MultipartTarget",
     "S3Api",
     "S3Backend",
 ]
@@ -192,8 +193,11 @@ class S3Backend:
     (``Delimiter="/"``) and merged in name order, one request or more per directory.
 
     ``part_size`` (5 MiB to 5 GiB) is the part size of streamed uploads, which may have at
-    most 10,000 parts; ``copy_threshold`` is the largest source copied by one ``CopyObject``,
-    larger ones are copied in parts of ``copy_part_size`` (or more, to stay within 10,000).
+    most 10,000 parts. ``concurrency`` (1 to 64, default 4) is how many parts
+    :class:`~sealstore.EncryptedStore` uploads, or ranges it downloads, at once through
+    :meth:`fetch` and :meth:`uploads`. ``copy_threshold`` is the largest source copied by
+    one ``CopyObject``, larger ones are copied in parts of ``copy_part_size`` (or more, to
+    stay within 10,000).
 
     ::
 
@@ -221,6 +225,7 @@ class S3Backend:
         validator=_check_size(MIN_PART_SIZE, MAX_SINGLE_REQUEST_SIZE),
     )
     list_by_directory: bool = attrs.field(default=False, kw_only=True)
+    concurrency: int = attrs.field(default=4, kw_only=True, validator=_check_size(1, 64))
 
     @property
     def keeps_metadata(self) -> bool:
@@ -229,6 +234,11 @@ class S3Backend:
         :meth:`list` returns empty metadata: S3 listings carry none.
         """
         return True
+
+    @property
+    def lists_metadata(self) -> bool:
+        """False: S3 listings carry no user metadata (:meth:`head` or :meth:`fetch` has it)."""
+        return False
 
     # -- the Backend protocol ---------------------------------------------------------------
 
@@ -286,6 +296,76 @@ class S3Backend:
             raise self._translated(error, "GetObject", name) from error
         failed = f"cannot read {shown(name)} in {self._where}"
         return GuardedStream(response["Body"], translate=lambda error: _read_error(error, failed))
+
+    def fetch(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> tuple[ObjectInfo, bytes]:
+        """The bytes ``[start, end)`` of ``name`` with what a ``HeadObject`` would say, in one
+        ``GetObject``: :meth:`open_range`, read to its end."""
+        info, stream = self.open_range(name, start=start, end=end, if_match=if_match)
+        with contextlib.closing(stream):
+            data = stream.read() if end is None else read_up_to(stream.read, max(0, end - start))
+        return info, data
+
+    def open_range(
+        self, name: str, *, start: int = 0, end: int | None = None, if_match: str | None = None
+    ) -> tuple[ObjectInfo, ReadableStream]:
+        """What a ``HeadObject`` would say of ``name``, and a stream of its bytes
+        ``[start, end)``, from one ``GetObject``.
+
+        The :class:`~sealstore.backends.ObjectInfo` has the whole object's size (from the
+        answer's ``Content-Range``), its metadata and etag, known as soon as the answer's
+        headers arrive: a reader learns the header of an object and starts on its first bytes
+        in one request. An empty object cannot be read by range on S3: it costs a
+        ``HeadObject`` more.
+        """
+        key = self._key(name)
+        check_range(start, end)
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            request["IfMatch"] = f'"{if_match}"'
+        empty = end is not None and end <= start
+        if empty:
+            end = start + 1  # a ranged GET returns at least one byte; it is dropped
+        if start or end is not None:
+            request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            response = self.client.get_object(**request)
+        except Exception as error:
+            if error_code(error) != "InvalidRange":
+                raise self._translated(error, "GetObject", name) from error
+            info = self._head(name, key, "GetObject")  # empty, or start past the end
+            if if_match is not None and info.etag != if_match:
+                raise ObjectChangedError(
+                    f"{shown(name)} in {self._where} changed since its etag was read: read it again"
+                ) from error
+            return info, io.BytesIO()
+        failed = f"cannot read {shown(name)} in {self._where}"
+        stream: ReadableStream = GuardedStream(
+            response["Body"], translate=lambda error: _read_error(error, failed)
+        )
+        if empty:
+            stream.close()
+            stream = io.BytesIO()
+        info = ObjectInfo(
+            name=name,
+            size=_total_size(response),
+            metadata=dict(response.get("Metadata") or {}),
+            etag=_etag(response.get("ETag")),
+            version_id=response.get("VersionId"),
+            last_modified=_time(response.get("LastModified")),
+        )
+        return info, stream
+
+    def uploads(
+        self, name: str, *, metadata: Mapping[str, str] | None = None, if_match: str | None = None
+    ) -> MultipartTarget:
+        """Where a concurrent upload of ``name`` sends its parts (see :class:`MultipartTarget`).
+
+        ``metadata`` is checked here, before any request; ``if_match`` makes the
+        ``PutObject`` or ``CompleteMultipartUpload`` conditional, as for :meth:`put`.
+        """
+        return MultipartTarget(self, name, self._key(name), _check_metadata(metadata), if_match)
 
     def head(self, name: str) -> ObjectInfo:
         """Size, metadata, etag, version id and time of last write of ``name``."""
@@ -803,3 +883,89 @@ def _etag(value: object) -> str | None:
 
 def _time(value: object) -> datetime | None:
     return value if isinstance(value, datetime) else None
+
+
+def _total_size(response: Mapping[str, Any]) -> int:
+    """The whole object's size from a GET answer: ``Content-Range``'s total, else its length."""
+    content_range = response.get("ContentRange")
+    if isinstance(content_range, str) and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total.isdigit():
+            return int(total)
+    return int(response["ContentLength"])
+
+
+@final
+class MultipartTarget:
+    """One object's upload, as the transfer engine drives it: a ``PutObject`` for a small
+    body, else a multipart upload whose parts may be sent from several threads at once.
+
+    Every request is translated as :class:`S3Backend` translates its own. boto3 clients are
+    safe to share between threads, so the parts share the backend's client.
+    """
+
+    def __init__(
+        self,
+        backend: S3Backend,
+        name: str,
+        key: str,
+        metadata: dict[str, str],
+        if_match: str | None,
+    ) -> None:
+        self.backend = backend
+        self.name = name
+        self._key = key
+        self.metadata = metadata
+        self._condition = {} if if_match is None else {"IfMatch": f'"{if_match}"'}
+        self._checksum = _default_checksum(backend.client)
+
+    def put_whole(self, body: bytearray) -> ObjectInfo:
+        """``PutObject`` of the whole body."""
+        return self.backend._put_object(self.name, self._key, body, self.metadata, self._condition)
+
+    def create(self) -> str:
+        """``CreateMultipartUpload``; the upload id."""
+        request = {**self.backend._at(self._key), "Metadata": self.metadata, **self._checksum}
+        client = self.backend.client
+        response = self.backend._call(
+            "CreateMultipartUpload", self.name, client.create_multipart_upload, request
+        )
+        return str(response["UploadId"])
+
+    def upload_part(self, upload_id: str, number: int, body: bytearray) -> dict[str, Any]:
+        """``UploadPart``; the part's entry for :meth:`complete`."""
+        request = {
+            **self.backend._at(self._key),
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "Body": body,
+            **self._checksum,
+        }
+        response = self.backend._call(
+            "UploadPart", self.name, self.backend.client.upload_part, request
+        )
+        entry: dict[str, Any] = {"PartNumber": number, "ETag": response["ETag"]}
+        if "ChecksumCRC32" in response and self._checksum:
+            entry["ChecksumCRC32"] = response["ChecksumCRC32"]
+        return entry
+
+    def complete(self, upload_id: str, parts: Sequence[Mapping[str, Any]]) -> ObjectInfo:
+        """``CompleteMultipartUpload`` (conditional when the upload is)."""
+        response = self.backend._complete(self.name, self._key, upload_id, parts, self._condition)
+        return ObjectInfo(
+            name=self.name,
+            size=0,  # the caller knows the size it sent
+            metadata=self.metadata,
+            etag=_etag(response.get("ETag")),
+            version_id=response.get("VersionId"),
+        )
+
+    def abort(self, upload_id: str) -> None:
+        """``AbortMultipartUpload``, errors ignored: another error is on its way up."""
+        with contextlib.suppress(Exception):
+            self.backend.client.abort_multipart_upload(
+                **self.backend._at(self._key), UploadId=upload_id
+            )
+
+    def __repr__(self) -> str:
+        return f"MultipartTarget({self.backend!r}, {self.name!r})"

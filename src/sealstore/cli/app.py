@@ -480,7 +480,7 @@ def list_objects(
 ) -> None:
     """List objects: plaintext size, mode and key, from their headers (nothing decrypted)."""
     invocation = _invocation(ctx)
-    heads = list(invocation.store().list(prefix))
+    heads = list(invocation.store().list(prefix, details=True))
     invocation.emit(
         [_head_data(head) for head in heads],
         [
@@ -656,7 +656,7 @@ def verify(
     invocation = _invocation(ctx)
     store = invocation.store()
     keys = invocation.customer_keys(customer_key_file)
-    heads = list(store.list(prefix))
+    heads = list(store.list(prefix, details=True))
     good: list[str] = []
     bad: list[dict[str, str]] = []
     with invocation.reporter.objects("verify") as progress:
@@ -739,7 +739,7 @@ def sync_down(
     """Decrypt the objects under PREFIX that are missing (or of another size) in DIRECTORY."""
     invocation = _invocation(ctx)
     store = invocation.store()
-    heads = [head for head in store.list(prefix) if head.encrypted]
+    heads = [head for head in store.list(prefix, details=True) if head.encrypted]
     todo: list[tuple[sealstore.ObjectHead, Path]] = []
     root = directory.resolve()
     for found in heads:

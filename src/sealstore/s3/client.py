@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, final
 
 from sealstore.envelope import encrypt_detached
@@ -22,7 +22,7 @@ from sealstore.header import parse_header
 from sealstore.keys import ManagedKeys
 from sealstore.kms.base import KmsClient
 from sealstore.placement import METADATA_KEY, place, read_marker
-from sealstore.s3 import _copy, _listing, _read
+from sealstore.s3 import _copy, _listing, _read, _transfers
 from sealstore.s3._bucket import BucketDefaults
 from sealstore.s3._errors import raise_client_error, translated
 from sealstore.s3._sse import Encryption, Keys, echo, take_write_arguments
@@ -53,10 +53,6 @@ _WRITES: Final = frozenset(
 _PAGED: Final = frozenset({"list_objects_v2", "list_objects", "list_parts"})
 _BYPASSING: Final = frozenset(
     {
-        "upload_file",
-        "upload_fileobj",
-        "download_file",
-        "download_fileobj",
         "copy",
         "select_object_content",
         "write_get_object_response",
@@ -144,6 +140,71 @@ class EncryptingS3Client:
         answer = _read.plain_fields(response)
         answer.update(echo(parse_header(header), encryption.customer, encryption.kms_key_id))
         return answer
+
+    # -- managed transfers (boto3's names and arguments) --------------------------------------
+
+    def upload_file(  # noqa: PLR0917 - boto3's signature
+        self,
+        Filename: str,
+        Bucket: str,
+        Key: str,
+        ExtraArgs: dict[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """Encrypt the file ``Filename`` into an object in concurrent parts, as boto3's
+        ``upload_file`` uploads it: ``ExtraArgs`` takes the SSE arguments and ``put_object``'s
+        others, ``Callback`` gets plaintext bytes, ``Config`` (a ``TransferConfig``) sets the
+        part size and the number of threads. Memory stays near ``max_concurrency + 3`` parts."""
+        _transfers.upload_file(
+            self, Filename, Bucket, Key, extra_args=ExtraArgs, callback=Callback, config=Config
+        )
+
+    def upload_fileobj(  # noqa: PLR0917 - boto3's signature
+        self,
+        Fileobj: Any,
+        Bucket: str,
+        Key: str,
+        ExtraArgs: dict[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """:meth:`upload_file` from a binary file object, read once, in order."""
+        _transfers.upload_fileobj(
+            self, Fileobj, Bucket, Key, extra_args=ExtraArgs, callback=Callback, config=Config
+        )
+
+    def download_file(  # noqa: PLR0917 - boto3's signature
+        self,
+        Bucket: str,
+        Key: str,
+        Filename: str,
+        ExtraArgs: dict[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """Decrypt an object into the file ``Filename`` from concurrent ranged GETs, as
+        boto3's ``download_file`` does: a temporary file is renamed over ``Filename`` once
+        every byte is authenticated. ``ExtraArgs`` takes ``VersionId`` and the SSE-C
+        arguments; ``Callback`` and ``Config`` as for :meth:`upload_file`."""
+        _transfers.download_file(
+            self, Bucket, Key, Filename, extra_args=ExtraArgs, callback=Callback, config=Config
+        )
+
+    def download_fileobj(  # noqa: PLR0917 - boto3's signature
+        self,
+        Bucket: str,
+        Key: str,
+        Fileobj: Any,
+        ExtraArgs: dict[str, Any] | None = None,
+        Callback: Callable[[int], Any] | None = None,
+        Config: Any = None,
+    ) -> None:
+        """:meth:`download_file` into a binary file object, written in order, only with
+        authenticated bytes (on an error, what was written must be discarded)."""
+        _transfers.download_fileobj(
+            self, Bucket, Key, Fileobj, extra_args=ExtraArgs, callback=Callback, config=Config
+        )
 
     def get_object(self, **kwargs: Any) -> dict[str, Any]:
         """``GetObject``, decrypted as ``Body`` is read (``Range`` and ``PartNumber`` in
