@@ -615,6 +615,7 @@ def test_a_blob_naming_no_version_or_a_future_one_is_not_current(
     does not have yet; a key name Transit cannot have is not found."""
     assert kms.blob_is_current(key, b"not a transit ciphertext", principal=PRINCIPAL) is False
     assert kms.blob_is_current(key, b"vault:v99:AAAA", principal=PRINCIPAL) is False
+    assert kms.blob_is_current(key, "vault:v1:AAAA", principal=PRINCIPAL) is False  # type: ignore[arg-type]
     with pytest.raises(sealstore.KeyNotFoundError):
         kms.blob_is_current("a/b", b"vault:v1:AAAA", principal=PRINCIPAL)
     with pytest.raises(ValueError, match="version_ttl"):
@@ -695,6 +696,25 @@ def failing(error: Exception) -> Any:
 
 
 GOOD_BLOB = b"vault:v1:" + base64.b64encode(bytes(60))
+
+
+def test_the_latest_versions_remembered_are_bounded() -> None:
+    """A client remembers the latest versions of at most 1024 keys: past that, the key read
+    longest ago is read again."""
+    reads: list[str] = []
+
+    def read_key(name: str, **_kwargs: Any) -> Any:
+        reads.append(name)
+        return {"data": {"derived": True, "latest_version": 1}}
+
+    kms = stand_in(read_key=read_key)
+    for index in range(1025):
+        assert kms.blob_is_current(f"k{index}", GOOD_BLOB, principal=PRINCIPAL)
+    assert kms.blob_is_current("k1024", GOOD_BLOB, principal=PRINCIPAL)
+    assert len(reads) == 1025
+    assert kms.blob_is_current("k0", GOOD_BLOB, principal=PRINCIPAL)
+    assert reads[-1] == "k0"
+    assert len(reads) == 1026
 
 
 @pytest.mark.parametrize(
