@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import sealstore
+from sealstore.audit import MemoryAuditSink, Operation
 from sealstore.backends import MemoryBackend
 from sealstore.header import Mode, encode_header, parse_header
 from sealstore.keys import kms as kms_keys
@@ -26,7 +27,8 @@ from sealstore.keys.kms import (
     encode_key_ref,
 )
 from sealstore.kms.policy import KeyOperation
-from sealstore.testing import FakeClock, KmsFailure, MemoryKms
+from sealstore.placement import METADATA_KEY
+from sealstore.testing import CountingKms, FakeClock, KmsFailure, MemoryKms
 
 
 @pytest.fixture
@@ -418,6 +420,67 @@ def test_a_rewrap_through_an_alias_learns_the_object_is_current(tmp_path: Path) 
     )
     assert store.rewrap("doc") is False
     assert backend.head("doc").metadata == before
+
+
+def _material_version(backend: MemoryBackend, name: str) -> int:
+    """The LocalKms material version named by the blob in the header of ``name``
+    (docs/local-kms.md)."""
+    marker = backend.head(name).metadata[METADATA_KEY]
+    header = parse_header(base64.b64decode(marker.removeprefix("detached:")))
+    blob = decode_key_ref(header.key_ref)[2]
+    return int.from_bytes(blob[2 + blob[1] : 6 + blob[1]], "big")
+
+
+def test_rotation_then_rewrap_without_force_moves_objects_to_the_newest_material(
+    tmp_path: Path,
+) -> None:
+    """After a LocalKms key is rotated, rewrap_all without force re-encrypts (inside the KMS)
+    the blobs of older material: one re-encryption per object, one per bucket key. A second
+    rewrap_all finds every object current and asks the KMS for nothing it audits."""
+    sink = MemoryAuditSink()
+    root = sealstore.RootKey.from_bytes(os.urandom(32))
+    local = sealstore.LocalKms(tmp_path / "kms", root_key=root, audit=sink, create=True)
+    key_id = local.create_key(principal="app").key_id
+    per_object = sealstore.KmsKeys(local, key_id=key_id, principal="app")
+    bucket = sealstore.KmsKeys(local, key_id=key_id, principal="app", bucket_key=True)
+    backend = MemoryBackend()
+    store = sealstore.EncryptedStore(backend, per_object)
+    names = [f"{group}/{index}" for group in ("single", "shared") for index in range(5)]
+    for name in names:
+        store.put(name, name.encode(), keys=bucket if name.startswith("shared") else None)
+    assert store.rewrap_all().current == 10
+    local.rotate_key(key_id, principal="app")
+    before = len(sink.events)
+    single = store.rewrap_all("single/")
+    shared = store.rewrap_all("shared/", keys=bucket)
+    assert (single.done, single.current, shared.done, shared.current) == (5, 0, 5, 0)
+    operations = [event.operation for event in sink.events[before:]]
+    # Each re-encryption is audited for its source and its destination key.
+    assert operations == [Operation.REWRAP] * 2 * (5 + 1)
+    assert [_material_version(backend, name) for name in names] == [2] * 10
+    before = len(sink.events)
+    again = [store.rewrap_all("single/"), store.rewrap_all("shared/", keys=bucket)]
+    assert [(report.done, report.current) for report in again] == [(0, 5), (0, 5)]
+    assert not sink.events[before:]
+    reader = sealstore.KmsKeys(local, key_id=key_id, principal="app", bucket_key=True)
+    assert [store.get(name, keys=reader) for name in names] == [name.encode() for name in names]
+
+
+def test_a_client_that_cannot_tell_material_apart_keeps_objects_current(tmp_path: Path) -> None:
+    """Through a client without blob_is_current (here LocalKms behind CountingKms, as for
+    AWS KMS, whose rotation is transparent) an object naming the key stays current after a
+    rotation: moving it takes force=True."""
+    local, key_id = _local_kms_with_key(tmp_path)
+    counting = CountingKms(local)
+    store = sealstore.EncryptedStore(
+        MemoryBackend(), sealstore.KmsKeys(counting, key_id=key_id, principal="app")
+    )
+    store.put("doc", b"doc")
+    local.rotate_key(key_id, principal="app")
+    counting.calls.clear()
+    assert store.rewrap("doc") is False
+    assert sum(counting.calls.values()) == 0
+    assert store.rewrap("doc", force=True) is True
 
 
 def test_prefetch_skips_malformed_key_references(kms: MemoryKms) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,8 @@ import sealstore
 from sealstore.audit import MemoryAuditSink, Operation, Outcome
 from sealstore.backends import MemoryBackend
 from sealstore.header import encode_header, parse_header
-from sealstore.kms import KmsClient
+from sealstore.keys.kms import decode_key_ref
+from sealstore.kms import KmsClient, RotationAwareKmsClient
 from sealstore.kms.vault import (
     BATCH_SIZE,
     CONTEXT_LABEL,
@@ -25,6 +27,8 @@ from sealstore.kms.vault import (
     blob_version,
     transit_context,
 )
+from sealstore.placement import METADATA_KEY
+from sealstore.testing import FakeClock
 from tests.servers import free_ports, running_openbao
 
 CONTEXT = {"bucket": "ledger-7f3a", "object": "2024/invoice-17.pdf"}
@@ -97,6 +101,7 @@ def test_satisfies_kms_client_protocol(kms: VaultTransitKms) -> None:
     """VaultTransitKms is a KmsClient (checked by the type checker through this binding)."""
     client: KmsClient = kms
     assert client is kms
+    assert isinstance(kms, RotationAwareKmsClient)
 
 
 def test_transit_context_is_label_then_canonical_encoding() -> None:
@@ -492,6 +497,131 @@ def test_objects_below_min_decryption_version_fail_as_retired(
         store.get("old")
 
 
+def _stored_blob(backend: MemoryBackend, name: str) -> bytes:
+    """The KMS blob in the header of the stored object ``name``."""
+    marker = backend.head(name).metadata.get(METADATA_KEY, "")
+    if marker.startswith("detached:"):
+        stored = base64.b64decode(marker.removeprefix("detached:"))
+    else:
+        stored = backend.get(name).read()
+    return decode_key_ref(parse_header(stored).key_ref)[2]
+
+
+def _requests_sent(kms: VaultTransitKms) -> list[str]:
+    """The paths of the HTTP requests ``kms`` sends from now on, as they are answered."""
+    sent: list[str] = []
+    kms.client.session.hooks["response"].append(
+        lambda response, **_: sent.append(response.request.path_url)
+    )
+    return sent
+
+
+def test_rotation_then_rewrap_without_force_moves_every_object_to_the_newest_version(
+    kms: VaultTransitKms,
+    key: str,
+    sink: MemoryAuditSink,
+    openbao_server: tuple[str, str],
+    mount: str,
+) -> None:
+    """After the key is rotated elsewhere (an operator, another host), rewrap_all without
+    force finds the blobs of the older version and has Transit rewrap them: one key read,
+    one batch request for the per-object blobs, one rewrap for the objects sharing a bucket
+    key. A second rewrap_all finds every object current and sends nothing."""
+    backend = MemoryBackend()
+    per_object = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    bucket = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    store = sealstore.EncryptedStore(backend, per_object)
+    names = [f"{group}/{index}" for group in ("single", "shared") for index in range(6)]
+    for name in names:
+        store.put(name, name.encode(), keys=bucket if name.startswith("shared") else None)
+    root_client(openbao_server).secrets.transit.rotate_key(key, mount_point=mount)
+    sent = _requests_sent(kms)
+    before = len(sink.events)
+    single = store.rewrap_all("single/")
+    shared = store.rewrap_all("shared/", keys=bucket)
+    assert (single.done, single.current, shared.done, shared.current) == (6, 0, 6, 0)
+    assert _events(sink, before) == [Operation.DESCRIBE_KEY, Operation.REWRAP, Operation.REWRAP]
+    assert len(sent) == 3
+    assert [blob_version(_stored_blob(backend, name)) for name in names] == [2] * 12
+    sent.clear()
+    again = [store.rewrap_all("single/"), store.rewrap_all("shared/", keys=bucket)]
+    assert [(report.done, report.current) for report in again] == [(0, 6), (0, 6)]
+    assert sent == []
+    root_client(openbao_server).secrets.transit.update_key_configuration(
+        key, min_decryption_version=2, mount_point=mount
+    )
+    reader = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL, bucket_key=True)
+    assert [store.get(name, keys=reader) for name in names] == [name.encode() for name in names]
+
+
+def test_a_rewrap_of_one_object_after_a_rotation_moves_it(kms: VaultTransitKms, key: str) -> None:
+    """rewrap(name) without force moves an object of an older version, then finds it
+    current."""
+    backend = MemoryBackend()
+    store = sealstore.EncryptedStore(
+        backend, sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    )
+    store.put("doc", b"doc")
+    assert store.rewrap("doc") is False
+    kms.rotate_key(key, principal=PRINCIPAL)
+    assert store.rewrap("doc") is True
+    assert blob_version(_stored_blob(backend, "doc")) == 2
+    assert store.rewrap("doc") is False
+    assert store.get("doc") == b"doc"
+
+
+def test_the_latest_version_is_remembered_for_version_ttl(
+    openbao_server: tuple[str, str], mount: str, sink: MemoryAuditSink
+) -> None:
+    """blob_is_current reads a key's latest version once per version_ttl: a rotation made
+    elsewhere is seen once that expires, or at once when a blob of a newer version shows
+    up; a rotation made through the client is seen at once."""
+    clock = FakeClock()
+    kms = VaultTransitKms(
+        root_client(openbao_server),
+        mount=mount,
+        audit=sink,
+        clock=clock,
+        version_ttl=timedelta(seconds=30),
+    )
+    key = kms.create_key(unique("key"), principal=PRINCIPAL)
+    first = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    before = len(sink.events)
+    assert kms.blob_is_current(key, first.blob, principal=PRINCIPAL)
+    assert kms.blob_is_current(key, first.blob, principal=PRINCIPAL)
+    assert _events(sink, before) == [Operation.DESCRIBE_KEY]
+    elsewhere = root_client(openbao_server).secrets.transit
+    elsewhere.rotate_key(key, mount_point=mount)
+    assert kms.blob_is_current(key, first.blob, principal=PRINCIPAL)  # not seen yet
+    clock.advance(seconds=31)
+    assert not kms.blob_is_current(key, first.blob, principal=PRINCIPAL)
+    assert _events(sink, before) == [Operation.DESCRIBE_KEY] * 2
+    elsewhere.rotate_key(key, mount_point=mount)
+    newer = kms.generate_data_key(key, CONTEXT, principal=PRINCIPAL)
+    assert blob_version(newer.blob) == 3
+    assert kms.blob_is_current(key, newer.blob, principal=PRINCIPAL)
+    assert not kms.blob_is_current(key, first.blob, principal=PRINCIPAL)
+    assert _events(sink, before)[-2:] == [Operation.GENERATE, Operation.DESCRIBE_KEY]
+    assert kms.rotate_key(key, principal=PRINCIPAL) == 4
+    since = len(sink.events)
+    assert not kms.blob_is_current(key, newer.blob, principal=PRINCIPAL)
+    assert _events(sink, since) == []
+
+
+def test_a_blob_naming_no_version_or_a_future_one_is_not_current(
+    kms: VaultTransitKms, key: str
+) -> None:
+    """blob_is_current is False for what is no Transit ciphertext and for a version the key
+    does not have yet; a key name Transit cannot have is not found."""
+    assert kms.blob_is_current(key, b"not a transit ciphertext", principal=PRINCIPAL) is False
+    assert kms.blob_is_current(key, b"vault:v99:AAAA", principal=PRINCIPAL) is False
+    assert kms.blob_is_current(key, "vault:v1:AAAA", principal=PRINCIPAL) is False  # type: ignore[arg-type]
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.blob_is_current("a/b", b"vault:v1:AAAA", principal=PRINCIPAL)
+    with pytest.raises(ValueError, match="version_ttl"):
+        VaultTransitKms(object(), version_ttl=timedelta(seconds=-1))
+
+
 def test_bulk_rewrap_to_another_key_decrypts_in_one_batch(
     kms: VaultTransitKms, sink: MemoryAuditSink
 ) -> None:
@@ -566,6 +696,25 @@ def failing(error: Exception) -> Any:
 
 
 GOOD_BLOB = b"vault:v1:" + base64.b64encode(bytes(60))
+
+
+def test_the_latest_versions_remembered_are_bounded() -> None:
+    """A client remembers the latest versions of at most 1024 keys: past that, the key read
+    longest ago is read again."""
+    reads: list[str] = []
+
+    def read_key(name: str, **_kwargs: Any) -> Any:
+        reads.append(name)
+        return {"data": {"derived": True, "latest_version": 1}}
+
+    kms = stand_in(read_key=read_key)
+    for index in range(1025):
+        assert kms.blob_is_current(f"k{index}", GOOD_BLOB, principal=PRINCIPAL)
+    assert kms.blob_is_current("k1024", GOOD_BLOB, principal=PRINCIPAL)
+    assert len(reads) == 1025
+    assert kms.blob_is_current("k0", GOOD_BLOB, principal=PRINCIPAL)
+    assert reads[-1] == "k0"
+    assert len(reads) == 1026
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import sealstore
 from sealstore import _aead
 from sealstore.audit import AuditEvent, JsonlAuditLog, MemoryAuditSink, Operation, Outcome
 from sealstore.header import encode_context
-from sealstore.kms import KmsClient
+from sealstore.kms import KmsClient, RotationAwareKmsClient
 from sealstore.kms.local import (
     DEFAULT_ALIAS,
     MAX_BLOB_SIZE,
@@ -697,6 +697,43 @@ def test_reencrypt_to_the_same_key_moves_to_the_newest_material(kms: LocalKms) -
     assert new_id == key_id
     assert blob_version(moved) == 3
     assert kms.decrypt(key_id, moved, CONTEXT, principal=ADMIN) == old.plaintext
+
+
+def test_blob_is_current_compares_the_material_version(
+    kms: LocalKms, sink: MemoryAuditSink
+) -> None:
+    """blob_is_current holds for a blob of the key's newest material only: not for an older
+    one, another key's blob, or what is no blob of the key. Answering is not audited."""
+    assert isinstance(kms, RotationAwareKmsClient)
+    key_id = kms.create_key(principal=ADMIN).key_id
+    other = kms.create_key(principal=ADMIN).key_id
+    kms.create_alias("alias/current", key_id, principal=ADMIN)
+    old = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob
+    assert kms.blob_is_current(key_id, old, principal=ADMIN)
+    assert kms.blob_is_current("alias/current", old, principal=ADMIN)
+    kms.rotate_key(key_id, principal=ADMIN)
+    new = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob
+    foreign = kms.generate_data_key(other, CONTEXT, principal=ADMIN).blob
+    before = len(sink.events)
+    assert not kms.blob_is_current(key_id, old, principal=ADMIN)
+    assert kms.blob_is_current(key_id, new, principal=ADMIN)
+    assert not kms.blob_is_current(key_id, foreign, principal=ADMIN)
+    for junk in (b"", b"\x01" * 10, new + b"x", bytes(MAX_BLOB_SIZE + 1)):
+        assert not kms.blob_is_current(key_id, junk, principal=ADMIN)
+    assert not sink.events[before:]
+
+
+def test_blob_is_current_needs_decrypt_on_the_key(kms: LocalKms, sink: MemoryAuditSink) -> None:
+    """A principal the key policy does not let decrypt is denied, and the denial is audited
+    (as describe-key); an unknown key is not found."""
+    key_id = kms.create_key(principal=ADMIN).key_id
+    blob = kms.generate_data_key(key_id, CONTEXT, principal=ADMIN).blob
+    with pytest.raises(sealstore.AccessDeniedError):
+        kms.blob_is_current(key_id, blob, principal=STRANGER)
+    denied = events_of(sink, Operation.DESCRIBE_KEY)[-1]
+    assert (denied.outcome, denied.principal, denied.key_id) == (Outcome.DENIED, STRANGER, key_id)
+    with pytest.raises(sealstore.KeyNotFoundError):
+        kms.blob_is_current(str(uuid.uuid4()), blob, principal=ADMIN)
 
 
 def test_reencrypt_between_keys(kms: LocalKms, sink: MemoryAuditSink) -> None:

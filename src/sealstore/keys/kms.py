@@ -47,6 +47,7 @@ from sealstore.kms.base import (
     DataKey,
     KmsClient,
     ReencryptingKmsClient,
+    RotationAwareKmsClient,
 )
 from sealstore.kms.policy import check_principal
 
@@ -416,10 +417,22 @@ class KmsKeys:
     def is_current(self, key_ref: bytes) -> bool:
         """Whether ``key_ref`` names this provider's key, as far as it knows the id the KMS
         reports for it (learnt from its own writes and reads; an alias is not resolved until
-        then). A KMS's own rotation keeps the key id: a key's newest material is not
-        distinguished from its earlier ones."""
-        key_id = decode_key_ref(key_ref)[1]
-        return key_id == self._key_id() or key_id == self._state.resolved.get(self._key_id())
+        then), and its blob was made under that key's newest material.
+
+        A KMS's own rotation keeps the key id, so the material is asked of a client that can
+        tell (:class:`~sealstore.kms.base.RotationAwareKmsClient`: Transit's key versions,
+        LocalKms's material versions): after a rotation, a rewrap without ``force`` moves
+        the objects still under older material. With other clients (AWS KMS, whose rotation
+        is transparent) a blob naming the key is current.
+        """
+        _kind, key_id, blob = decode_key_ref(key_ref)
+        own = self._key_id()
+        if key_id != own and key_id != self._state.resolved.get(own):
+            return False
+        client = self.client
+        if isinstance(client, RotationAwareKmsClient):
+            return client.blob_is_current(key_id, blob, principal=self.principal)
+        return True
 
     @staticmethod
     def describe_key_ref(key_ref: bytes) -> tuple[str | None, str | None]:

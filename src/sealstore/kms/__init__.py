@@ -14,6 +14,7 @@ from sealstore.kms.base import (
     DataKey,
     KmsClient,
     ReencryptingKmsClient,
+    RotationAwareKmsClient,
 )
 from sealstore.kms.local import LocalKms
 from sealstore.kms.policy import KeyPolicy
@@ -29,5 +30,6 @@ __all__ = [
     "KmsClient",
     "LocalKms",
     "ReencryptingKmsClient",
+    "RotationAwareKmsClient",
     "VaultTransitKms",
 ]

@@ -1,11 +1,13 @@
 """The KMS contract: :class:`KmsClient`, the three operations sealstore asks of a key
 management service, and the :class:`DataKey` it answers with.
 
-Two more abilities are optional, each a protocol of its own that :class:`~sealstore.KmsKeys`
+More abilities are optional, each a protocol of its own that :class:`~sealstore.KmsKeys`
 uses when the client has it: :class:`ReencryptingKmsClient` (re-encryption inside the KMS, so
-a rewrap of an object written with a rewrappable key reference never handles the key) and
-:class:`BatchDecryptingKmsClient` (many blobs opened in one round trip), and
-:class:`BatchReencryptingKmsClient` (many blobs re-encrypted in one round trip).
+a rewrap of an object written with a rewrappable key reference never handles the key),
+:class:`BatchDecryptingKmsClient` (many blobs opened in one round trip),
+:class:`BatchReencryptingKmsClient` (many blobs re-encrypted in one round trip) and
+:class:`RotationAwareKmsClient` (whether a blob is under its key's newest material, so a
+rewrap after a rotation knows which objects to move).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "DataKey",
     "KmsClient",
     "ReencryptingKmsClient",
+    "RotationAwareKmsClient",
 ]
 
 DEFAULT_ALIAS: Final = "alias/sealstore/default"
@@ -124,4 +127,21 @@ class BatchReencryptingKmsClient(Protocol):
     ) -> list[tuple[str, bytes] | SealstoreError]:
         """Each ``(blob, context)`` as ``(key id, new blob)`` under ``new_key_id``, or the
         error that item alone failed with."""
+        ...
+
+
+@runtime_checkable
+class RotationAwareKmsClient(Protocol):
+    """A KMS whose blobs say which material of their key made them, so a rewrap after a
+    rotation knows which objects still need moving onto the newest material.
+
+    :class:`~sealstore.LocalKms` and :class:`~sealstore.VaultTransitKms` have it. AWS KMS
+    does not need it: it rotates key material transparently, and its ``ReEncrypt`` always
+    picks the newest, so a blob's material cannot be told apart from outside.
+    """
+
+    def blob_is_current(self, key_id: str, blob: bytes, *, principal: str) -> bool:
+        """Whether ``blob``, made for ``key_id``, was made under the key's newest material
+        (as far as the client knows: an implementation may cache the newest version
+        briefly). A blob that names no material is not current."""
         ...

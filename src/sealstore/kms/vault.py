@@ -34,8 +34,9 @@ import base64
 import binascii
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar, final
 
 import attrs
@@ -84,6 +85,9 @@ BATCH_SIZE: Final = 100
 """Blobs per ``batch_input`` request: OpenBao refuses a request body of more than about a
 thousand JSON strings, and each item takes four."""
 
+_MAX_VERSIONS_KNOWN = 1024
+"""Keys whose latest version a client remembers at once (the oldest read is forgotten)."""
+
 _T = TypeVar("_T")
 
 
@@ -108,6 +112,11 @@ def _check_key_name(_instance: object, _attribute: object, value: str) -> None:
         raise ValueError(
             "default_key must be a Transit key name: 1 to 128 letters, digits, '.', '_' or '-'"
         )
+
+
+def _check_version_ttl(_instance: object, _attribute: object, value: timedelta) -> None:
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise ValueError("version_ttl is a timedelta of zero or more")
 
 
 def _check_mount(_instance: object, _attribute: object, value: str) -> None:
@@ -152,6 +161,9 @@ class VaultTransitKms:
 
     Messages name the operation, the key and the address; never a token, blob, key or
     context value. ``repr`` shows the mount and the default key only.
+
+    ``version_ttl`` is how long the latest version of a key, read to tell whether a blob is
+    current (:meth:`blob_is_current`), is trusted before it is read again.
     """
 
     client: Any = attrs.field(repr=False)
@@ -161,8 +173,15 @@ class VaultTransitKms:
     )
     audit: AuditSink | None = attrs.field(default=None, kw_only=True, repr=False)
     clock: Callable[[], datetime] = attrs.field(default=utc_now, kw_only=True, repr=False)
+    version_ttl: timedelta = attrs.field(
+        default=timedelta(seconds=30), kw_only=True, repr=False, validator=_check_version_ttl
+    )
     _derived: set[str] = attrs.field(factory=set, init=False, repr=False)
     """Keys already read and found derived (a key's derivation cannot be turned off)."""
+    _versions: OrderedDict[str, tuple[int, datetime]] = attrs.field(
+        factory=OrderedDict, init=False, repr=False
+    )
+    """Each key's latest version as last read, and until when it is trusted."""
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
     @classmethod
@@ -456,11 +475,46 @@ class VaultTransitKms:
             lambda: self.client.secrets.transit.rotate_key(name, mount_point=self.mount),
             lambda _response: None,
         )
-        return self._run(
-            _Call("read key", Operation.DESCRIBE_KEY, key_id, {}, principal),
+        return self._read_latest_version(name, principal)
+
+    def blob_is_current(self, key_id: str, blob: bytes, *, principal: str) -> bool:
+        """Whether ``blob`` was made under the newest version of the Transit key ``key_id``:
+        the version its ``vault:v<version>:`` prefix names against the key's
+        ``latest_version``. A blob that names no version is not current.
+
+        The latest version is read (``keys/<key_id>``, audited as ``describe-key``) at most
+        once per :attr:`version_ttl` and key, so a bulk rewrap of thousands of objects costs
+        one read. A rotation made through this client (:meth:`rotate_key`), or a blob of a
+        version newer than the one remembered, is taken into account at once; a rotation
+        made elsewhere (another host, the ``bao`` command, ``auto_rotate_period``) is seen
+        once the remembered version expires: until then blobs of the version before it
+        count as current.
+        """
+        version = blob_version(blob) if isinstance(blob, bytes) else None
+        if version is None:
+            return False
+        name = _key_name(key_id)
+        now = self.clock()
+        with self._lock:
+            known = self._versions.get(name)
+        if known is not None and now < known[1] and version <= known[0]:
+            return version == known[0]
+        return version == self._read_latest_version(name, principal)
+
+    def _read_latest_version(self, name: str, principal: str) -> int:
+        """The key's ``latest_version``, read from Vault and remembered for
+        :attr:`version_ttl`."""
+        latest = self._run(
+            _Call("read key", Operation.DESCRIBE_KEY, name, {}, principal),
             lambda: self.client.secrets.transit.read_key(name, mount_point=self.mount),
             lambda response: _latest_version(_data(response, "read key")),
         )
+        with self._lock:
+            self._versions[name] = (latest, self.clock() + self.version_ttl)
+            self._versions.move_to_end(name)
+            while len(self._versions) > _MAX_VERSIONS_KNOWN:
+                self._versions.popitem(last=False)
+        return latest
 
     # ------------------------------------------------------------------ internals
 

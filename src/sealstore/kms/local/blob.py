@@ -50,6 +50,21 @@ def seal_blob(store: Store, key: Key, material: Material, data_key: bytes, conte
     return header + store.wrapper(key, material).wrap(data_key, _BLOB_LABEL + header + context)
 
 
+def material_version(key: Key, blob: object) -> int | None:
+    """The material version ``blob`` names, if it is a blob of ``key`` (its wrap unchecked:
+    the version is authenticated when the blob is opened)."""
+    if (
+        not isinstance(blob, bytes)
+        or not _BLOB_FIXED < len(blob) <= MAX_BLOB_SIZE
+        or blob[0] != BLOB_VERSION
+        or len(blob) != _BLOB_FIXED + blob[1]
+        or blob[2 : 2 + blob[1]] != key.key_id.encode("ascii")
+    ):
+        return None
+    split = 6 + blob[1]
+    return int.from_bytes(blob[split - 4 : split], "big")
+
+
 def _blob_parts(key: Key, blob: bytes, call: Call) -> tuple[Material, bytes, bytes]:
     """The material ``blob`` names, its header and its wrapped key; checks it names ``key``."""
     if len(blob) <= _BLOB_FIXED or blob[0] != BLOB_VERSION or len(blob) != _BLOB_FIXED + blob[1]:

@@ -14,7 +14,7 @@ from sealstore.header import encode_context
 from sealstore.kms.base import DEFAULT_ALIAS, DataKey
 from sealstore.kms.local.admin import Administration
 from sealstore.kms.local.auditing import Call
-from sealstore.kms.local.blob import check_blob, seal_blob, unseal_blob
+from sealstore.kms.local.blob import check_blob, material_version, seal_blob, unseal_blob
 from sealstore.kms.local.checks import USE_STATES, authorize, check_name, require_state
 from sealstore.kms.local.document import Key, KeyState, Store, new_key
 from sealstore.kms.policy import (
@@ -156,6 +156,24 @@ class LocalKms(Administration):
                 )
             )
             return target.key_id, new_blob
+
+    def blob_is_current(self, key_id: str, blob: bytes, *, principal: str) -> bool:
+        """Whether ``blob`` was made under the newest material of ``key_id``: the material
+        version the blob names against the key's current version. A blob that is not one of
+        that key's is not current.
+
+        ``principal`` needs ``decrypt`` on the key, which moving the blob needs anyway. The
+        answer uses no key material, so only a denial or a failure is audited (as
+        ``describe-key``): a bulk rewrap asks it of every object.
+        """
+        with self._auditor.call(Operation.DESCRIBE_KEY, principal, key_id) as call:
+            call.audit_success = False
+            principal = check_principal(principal)
+            name = check_name(key_id)
+            key = self._current(self._now(), principal).resolve(name)
+            call.key_id, call.version = key.key_id, key.newest.version
+            authorize(key, principal, KeyOperation.DECRYPT)
+            return material_version(key, blob) == key.newest.version
 
     def default_key_id(self, *, principal: str) -> str:
         """The id of the key behind ``alias/sealstore/default``, created at first use.
