@@ -114,16 +114,11 @@ class _Parts:
         sealed = self._sealed(number, start, end)
         if len(sealed) != end - start:
             raise DecryptionError(_TRUNCATED)
-        plain = bytearray((count - 1 if last else count) * _aead.CHUNK_SIZE)
+        # Whole sealed chunks, then (in the last part) the short final one: each opens
+        # straight into the part's plaintext buffer.
+        plain = bytearray(max(0, len(sealed) - count * _aead.TAG_SIZE))
         with memoryview(sealed) as view:
-            for step in range(count):
-                at = step * _aead.SEALED_CHUNK_SIZE
-                piece = view[at : at + _aead.SEALED_CHUNK_SIZE]
-                opened = self._opener.open_chunk(first_chunk + step, piece)
-                if last and step == count - 1:
-                    plain += opened  # the final chunk, shorter than the others
-                else:
-                    plain[step * _aead.CHUNK_SIZE : (step + 1) * _aead.CHUNK_SIZE] = opened
+            self._opener.open_run_into(first_chunk, view, plain, final=last)
         return plain
 
     def _sealed(self, number: int, start: int, end: int) -> bytes:
