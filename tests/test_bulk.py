@@ -409,3 +409,9 @@ def test_chunk_opener_refuses_indices_outside_the_format_and_hides_its_key() -> 
             opener.open_chunk(index, sealed)
     assert opener.open_chunk(0, sealed) == b"abc"
     assert repr(opener) == "ChunkOpener(<key hidden>)"
+
+
+def test_usable_cpus_is_a_sensible_thread_count() -> None:
+    """The value suggested for threads= is at least one and at most the documented cap."""
+    assert 1 <= _bulk.usable_cpus() <= _bulk.MAX_DEFAULT_THREADS
+    assert _bulk.DEFAULT_THREADS == 1

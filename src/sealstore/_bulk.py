@@ -55,8 +55,21 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-DEFAULT_THREADS: Final = max(1, min(4, _usable_cpus()))
-"""Threads used when neither ``threads=`` nor ``SEALSTORE_THREADS`` says otherwise."""
+MAX_DEFAULT_THREADS: Final = 4
+DEFAULT_THREADS: Final = 1
+"""Threads used when neither ``threads=`` nor ``SEALSTORE_THREADS`` says otherwise.
+
+One: every chunk is its own AES-GCM call of 16 KiB, and between two calls a thread needs the
+GIL back. On the 2-core machine of docs/benchmarks.md two threads of 16 KiB ``encrypt_into``
+calls ran at 0.88x one thread (1 MiB calls: 1.87x), and two-thread streams at 0.54x the
+one-thread path, which runs the chunk loop natively. Where threads pay off (more cores, less
+contention), ``threads=`` or ``SEALSTORE_THREADS`` turns them on; ``usable_cpus()`` (at most
+:data:`MAX_DEFAULT_THREADS`) is a reasonable value to measure first."""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on, at most :data:`MAX_DEFAULT_THREADS`."""
+    return max(1, min(MAX_DEFAULT_THREADS, _usable_cpus()))
 
 
 def thread_count(threads: int | None) -> int:
