@@ -63,6 +63,7 @@ from sealstore.errors import (
 )
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_COPY_PART_SIZE",
     "DEFAULT_PART_SIZE",
     "MAX_METADATA_SIZE",
@@ -84,7 +85,9 @@ MAX_PARTS: Final = 10_000
 """The most parts one multipart upload may have."""
 
 DEFAULT_PART_SIZE: Final = 8 << 20
-"""Part size of streamed uploads (8 MiB): objects up to 78 GiB, memory near 8 MiB."""
+"""Part size of streamed uploads (8 MiB): objects up to 78 GiB."""
+DEFAULT_CONCURRENCY: Final = 4
+"""Parts a transfer moves at once unless ``concurrency=`` says otherwise."""
 
 DEFAULT_COPY_PART_SIZE: Final = 512 << 20
 """Part size of server-side copies of objects over ``copy_threshold`` (512 MiB)."""
@@ -225,7 +228,9 @@ class S3Backend:
         validator=_check_size(MIN_PART_SIZE, MAX_SINGLE_REQUEST_SIZE),
     )
     list_by_directory: bool = attrs.field(default=False, kw_only=True)
-    concurrency: int = attrs.field(default=4, kw_only=True, validator=_check_size(1, 64))
+    concurrency: int = attrs.field(
+        default=DEFAULT_CONCURRENCY, kw_only=True, validator=_check_size(1, 64)
+    )
 
     @property
     def keeps_metadata(self) -> bool:
