@@ -123,9 +123,9 @@ def encrypt(
         >>> sealstore.decrypt(blob, keys, context={"tenant": "acme"})
         b'report'
 
-    Plaintexts of 2 MiB and more are encrypted by ``threads`` threads (default: the
-    ``SEALSTORE_THREADS`` environment variable, else up to 4, one per usable CPU); the
-    output does not depend on the thread count.
+    Plaintexts of 2 MiB and more may be encrypted by ``threads`` threads (default: the
+    ``SEALSTORE_THREADS`` environment variable, else one); the output does not depend on
+    the thread count.
     """
     if threads is not None:
         _bulk.thread_count(threads)  # a bad count is refused whatever the size
@@ -239,9 +239,8 @@ def encrypt_stream(
     written since its previous call (boto3's ``Callback`` convention), once per piece.
 
     From the second megabyte on, ``threads`` threads encrypt batches of chunks side by side
-    (default: the ``SEALSTORE_THREADS`` environment variable, else up to 4, one per usable
-    CPU); memory stays at about ``(threads + 2) x 2 MiB``. ``threads=1`` keeps all the work
-    on the calling thread.
+    (default: the ``SEALSTORE_THREADS`` environment variable, else one); memory stays at
+    about ``(threads + 2) x 2 MiB``. ``threads=1`` keeps all the work on the calling thread.
     """
     workers = _bulk.thread_count(threads)
     header_bytes, immutable, data_key, key_ref = seal_header(keys, context, None)
