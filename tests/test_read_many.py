@@ -1,5 +1,5 @@
-"""``EncryptedStore.get_many``: many objects read in order, their KMS keys opened in
-batches."""
+"""``EncryptedStore.get_many`` and ``decrypt_many``: many objects read in order, their KMS
+keys opened in batches."""
 
 from __future__ import annotations
 
@@ -187,6 +187,48 @@ def test_a_window_below_one_or_a_single_name_is_refused() -> None:
         next(store.get_many(["a"], window=0))
     with pytest.raises(TypeError, match="iterable of names"):
         next(store.get_many("abc"))
+
+
+def test_decrypt_many_opens_the_blobs_in_one_transit_request(
+    kms: VaultTransitKms, key: str
+) -> None:
+    """Five blobs under per-object keys: one Transit request, then nothing left opened;
+    decrypt alone sends one request per blob."""
+    keys = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    plaintexts = [b"blob %d" % index for index in range(5)]
+    blobs = [sealstore.encrypt(data, keys, context={"n": "1"}) for data in plaintexts]
+    sent = _requests_sent(kms)
+    assert sealstore.decrypt_many(blobs, keys, context={"n": "1"}) == plaintexts
+    assert len(sent) == 1
+    assert keys._state.prefetched == {}
+    sent.clear()
+    assert [sealstore.decrypt(blob, keys) for blob in blobs] == plaintexts
+    assert len(sent) == 5
+
+
+def test_decrypt_many_raises_for_the_first_bad_blob_as_decrypt_does(
+    kms: VaultTransitKms, key: str
+) -> None:
+    """A blob that is not an object and an altered one: the first in order raises
+    decrypt's error (FormatError, then DecryptionError), without plaintext in it."""
+    keys = sealstore.KmsKeys(kms, key_id=key, principal=PRINCIPAL)
+    good = sealstore.encrypt(b"secret payload", keys)
+    altered = good[:-1] + bytes([good[-1] ^ 1])
+    with pytest.raises(sealstore.FormatError):
+        sealstore.decrypt_many([good, b"not an object", altered], keys)
+    with pytest.raises(sealstore.DecryptionError) as raised:
+        sealstore.decrypt_many([good, altered, b"not an object"], keys)
+    assert "secret payload" not in str(raised.value)
+    assert keys._state.prefetched == {}
+
+
+def test_decrypt_many_with_managed_and_customer_keys() -> None:
+    """Providers without a KMS decrypt each blob as decrypt does."""
+    managed = sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
+    customer = sealstore.CustomerKeys(os.urandom(32))
+    assert sealstore.decrypt_many([sealstore.encrypt(b"m", managed)], managed) == [b"m"]
+    assert sealstore.decrypt_many([sealstore.encrypt(b"c", customer)], customer) == [b"c"]
+    assert sealstore.decrypt_many([], managed) == []
 
 
 @pytest.mark.parametrize("kind", BACKEND_KINDS)
