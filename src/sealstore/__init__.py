@@ -26,6 +26,7 @@ from sealstore.audit import (
 from sealstore.envelope import (
     EncryptingReader,
     decrypt,
+    decrypt_many,
     decrypt_stream,
     encrypt,
     encrypt_detached,
@@ -140,6 +141,7 @@ __all__ = [
     "WrongKeyError",
     "__version__",
     "decrypt",
+    "decrypt_many",
     "decrypt_stream",
     "encrypt",
     "encrypt_detached",

@@ -7,9 +7,10 @@ and stored in the header.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeAlias
 
@@ -25,7 +26,12 @@ from sealstore._io import (
     stream_pieces,
     write_all,
 )
-from sealstore.errors import ContextMismatchError, FormatError, ProviderMismatchError
+from sealstore.errors import (
+    ContextMismatchError,
+    FormatError,
+    ProviderMismatchError,
+    SealstoreError,
+)
 from sealstore.header import (
     EMPTY_CONTEXT_FIELD,
     IMMUTABLE_PREFIX,
@@ -36,13 +42,14 @@ from sealstore.header import (
     header_size,
     parse_header,
 )
-from sealstore.keys import PROVIDER_FOR_MODE, KeyProvider
+from sealstore.keys import PROVIDER_FOR_MODE, KeyProvider, KmsKeys
 from sealstore.placement import parse_detached_header
 from sealstore.reader import DecryptedReader
 
 __all__ = [
     "EncryptingReader",
     "decrypt",
+    "decrypt_many",
     "decrypt_stream",
     "encrypt",
     "encrypt_detached",
@@ -198,6 +205,36 @@ def decrypt(
         else:
             _aead.decrypt_body_into(data_key, parsed.immutable, body, view)
     return out.getvalue()
+
+
+def decrypt_many(
+    blobs: Sequence[Buffer], keys: KeyProvider, *, context: Context = None
+) -> list[bytes]:
+    """:func:`decrypt` each of ``blobs`` (objects made by :func:`encrypt`), in order.
+
+    A :class:`~sealstore.KmsKeys` provider whose client decrypts in batches opens the
+    per-object keys of all the blobs first, in one KMS request per key and batch
+    (:meth:`~sealstore.KmsKeys.prefetch`), instead of one request per blob. The first blob
+    that does not decrypt raises what :func:`decrypt` raises for it.
+
+    >>> import sealstore
+    >>> keys = sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
+    >>> blobs = [sealstore.encrypt(b"one", keys), sealstore.encrypt(b"two", keys)]
+    >>> sealstore.decrypt_many(blobs, keys)
+    [b'one', b'two']
+    """
+    if not isinstance(keys, KmsKeys):
+        return [decrypt(blob, keys, context=context) for blob in blobs]
+    headers: list[Header] = []
+    for blob in blobs:
+        with contextlib.suppress(FormatError):  # raised in order by decrypt below
+            headers.append(parse_header(memoryview(blob).cast("B")))
+    try:
+        with contextlib.suppress(SealstoreError):  # each blob raises its own error
+            keys.prefetch(headers)
+        return [decrypt(blob, keys, context=context) for blob in blobs]
+    finally:
+        keys.prefetch(())  # no key opened ahead outlives the call
 
 
 def encrypt_detached(

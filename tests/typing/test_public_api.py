@@ -83,6 +83,7 @@ PUBLIC_NAMES = {
     "WrongKeyError",
     "__version__",
     "decrypt",
+    "decrypt_many",
     "decrypt_stream",
     "encrypt",
     "encrypt_stream",
@@ -99,6 +100,7 @@ def test_in_memory_api_types() -> None:
     assert_type(sealstore.encrypt(memoryview(b"x"), keys, context=None), bytes)
     plaintext: bytes = sealstore.decrypt(blob, keys, context=context)
     assert_type(sealstore.decrypt(memoryview(blob), keys), bytes)
+    assert_type(sealstore.decrypt_many([blob, memoryview(blob)], keys), list[bytes])
     assert plaintext == b"payload"
 
 
