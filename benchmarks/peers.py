@@ -60,10 +60,9 @@ from benchmarks.results import (
     console_table,
     markdown_table,
 )
-from benchmarks.run import NullSink, committing_envelope, machine_facts
+from benchmarks.run import NullSink, committing_envelope, count_kms_calls, machine_facts
 from sealstore import _bulk
 from sealstore.keys.kms import BucketKeyPolicy
-from sealstore.testing import CountingKms
 
 CHUNK: Final = 16384
 TAG: Final = 16
@@ -564,13 +563,8 @@ def bench_kms_calls(sizes: Sizes) -> Group:
         )
         key_id = local.default_key_id(principal="bench")
         for label, bucket in (("per-object keys", None), ("bucket keys", policy)):
-            kms = CountingKms(local)
-            writer = sealstore.KmsKeys(kms, key_id=key_id, principal="bench", bucket_key=bucket)
-            blobs = [sealstore.encrypt(plaintext, writer) for _ in range(count)]
-            reader = sealstore.KmsKeys(kms, key_id=key_id, principal="bench", bucket_key=bucket)
-            if any(sealstore.decrypt(blob, reader) != plaintext for blob in blobs):
-                raise AssertionError("KMS round trip lost data")
-            used = kms.calls["generate_data_key"] + kms.calls["decrypt"]
+            counted = count_kms_calls(local, key_id, plaintext, count, bucket)
+            used = counted["generate_data_key"] + counted["decrypt"]
             goal = Target(2 * math.ceil(count / policy.max_objects), False, False)
             rows.append(Row(f"sealstore, {label}", used, "calls", target=goal if bucket else None))
     tink_calls = peers.Calls()
