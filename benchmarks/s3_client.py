@@ -29,6 +29,7 @@ from tests.servers import running_seaweedfs
 import sealstore
 from benchmarks.measure import KiB, MiB, best_interleaved, mb_per_s, size_label
 from benchmarks.results import Group, Row, Target
+from benchmarks.store import s3_client
 from sealstore.s3 import EncryptingS3Client
 
 if TYPE_CHECKING:
@@ -59,18 +60,6 @@ FULL: Final = S3ClientSizes(
 QUICK: Final = S3ClientSizes(
     small=KiB, small_ops=30, large=4 * MiB, reps=2, list_objects=50, page_size=20
 )
-
-
-def _client(endpoint: str) -> S3Client:
-    import boto3  # noqa: PLC0415 - only the S3 groups need boto3
-
-    return boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the local test server's dummy secret
-    )
 
 
 @dataclass
@@ -160,7 +149,7 @@ def _round_trips(
 def _cold_ranged_reads(endpoint: str, keys: sealstore.ManagedKeys, size: int) -> list[Row]:
     rows = []
     for where, start in (("near the start", 0), ("in the middle", size // 2)):
-        client = _client(endpoint)
+        client = s3_client(endpoint)
         wrapper = EncryptingS3Client(client, managed=keys)
         span = f"bytes={start}-{start + RANGE - 1}"
         with _counted(client) as traffic:
@@ -206,7 +195,7 @@ def bench_s3_client(sizes: S3ClientSizes) -> Group:
         tempfile.TemporaryDirectory(prefix="sealstore-bench-s3client-") as directory,
         running_seaweedfs(Path(directory)) as endpoint,
     ):
-        bare = _client(endpoint)
+        bare = s3_client(endpoint)
         bare.create_bucket(Bucket=BUCKET)
         keys = sealstore.ManagedKeys(sealstore.MemoryKeyringStore())
         wrapper = EncryptingS3Client(bare, managed=keys)

@@ -167,9 +167,11 @@ class BackendSpec:
         return cls(kind, str(data["location"]))
 
 
-def s3_client(endpoint: str) -> S3Client:
-    """A boto3 S3 client for the benchmark's SeaweedFS, signing with its dummy credentials."""
-    import boto3  # noqa: PLC0415 - only the store group needs boto3
+def s3_client(endpoint: str, *, connections: int = 10) -> S3Client:
+    """A boto3 S3 client for a benchmark's SeaweedFS, signing with its dummy credentials,
+    with a pool of ``connections`` (botocore's default is 10)."""
+    import boto3  # noqa: PLC0415 - only the S3 groups need boto3
+    from botocore.config import Config  # noqa: PLC0415
 
     return boto3.client(
         "s3",
@@ -177,6 +179,7 @@ def s3_client(endpoint: str) -> S3Client:
         endpoint_url=endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # noqa: S106 - the local test server's dummy secret
+        config=Config(max_pool_connections=connections),
     )
 
 

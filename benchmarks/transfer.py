@@ -20,6 +20,7 @@ import sealstore
 from benchmarks.latency import latency_proxy
 from benchmarks.measure import GiB, MiB, best_interleaved, mb_per_s, size_label, write_random_file
 from benchmarks.results import Group, Row, Target
+from benchmarks.store import s3_client
 from sealstore.backends.s3 import S3Backend
 from sealstore.s3 import EncryptingS3Client
 
@@ -54,17 +55,7 @@ class _NullSink:
 
 
 def _client(endpoint: str, concurrency: int) -> S3Client:
-    import boto3  # noqa: PLC0415 - only this group needs boto3
-    from botocore.config import Config  # noqa: PLC0415
-
-    return boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - the local test server's dummy secret
-        config=Config(max_pool_connections=max(10, 2 * concurrency)),
-    )
+    return s3_client(endpoint, connections=max(10, 2 * concurrency))
 
 
 def _measure(endpoint: str, plain: Path, sizes: TransferSizes) -> dict[str, float]:
