@@ -60,6 +60,8 @@ PER_OBJECT_REWRAPPABLE: Final = 3
 BUCKET_KEY_REWRAPPABLE: Final = 4
 """A bucket key whose wrap binds the kind only, so the KMS can replace its blob."""
 _PER_OBJECT_KINDS = frozenset({PER_OBJECT, PER_OBJECT_REWRAPPABLE})
+BUCKET_KEY_KINDS: Final = frozenset({BUCKET_KEY, BUCKET_KEY_REWRAPPABLE})
+"""The key-reference kinds of objects under a bucket key."""
 _REWRAPPABLE_KINDS = frozenset({PER_OBJECT_REWRAPPABLE, BUCKET_KEY_REWRAPPABLE})
 _KINDS = frozenset({PER_OBJECT, BUCKET_KEY, PER_OBJECT_REWRAPPABLE, BUCKET_KEY_REWRAPPABLE})
 BUCKET_KEY_CONTEXT: Final[Mapping[str, str]] = MappingProxyType({"sealstore:purpose": "bucket-key"})

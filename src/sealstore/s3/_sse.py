@@ -23,7 +23,7 @@ import attrs
 
 from sealstore.header import Header, Mode
 from sealstore.keys import CustomerKeys, KeyProvider, KmsKeys, ManagedKeys
-from sealstore.keys.kms import BUCKET_KEY, BUCKET_KEY_REWRAPPABLE, decode_key_ref
+from sealstore.keys.kms import BUCKET_KEY_KINDS, decode_key_ref
 from sealstore.kms.base import KmsClient
 from sealstore.s3._errors import raise_client_error
 from sealstore.store import RESERVED_CONTEXT_PREFIX
@@ -211,7 +211,7 @@ def echo(
             return {
                 "ServerSideEncryption": "aws:kms",
                 "SSEKMSKeyId": kms_key_id or key_id,
-                "BucketKeyEnabled": kind in (BUCKET_KEY, BUCKET_KEY_REWRAPPABLE),
+                "BucketKeyEnabled": kind in BUCKET_KEY_KINDS,
             }
         case Mode.CUSTOMER:
             return {
