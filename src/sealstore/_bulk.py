@@ -60,9 +60,9 @@ DEFAULT_THREADS: Final = 1
 """Threads used when neither ``threads=`` nor ``SEALSTORE_THREADS`` says otherwise.
 
 One: every chunk is its own AES-GCM call of 16 KiB, and between two calls a thread needs the
-GIL back. On the 2-core machine of docs/benchmarks.md two threads of 16 KiB ``encrypt_into``
-calls ran at 0.88x one thread (1 MiB calls: 1.87x), and two-thread streams at 0.54x the
-one-thread path, which runs the chunk loop natively. Where threads pay off (more cores, less
+GIL back. On the 2-core machine of docs/benchmarks.md, ``nox -s bench-peers`` measured
+chunked GCM (16 KiB ``encrypt_into`` calls) on two threads at 0.64x one thread, while the
+one-thread path runs the chunk loop natively. Where threads pay off (more cores, less
 contention), ``threads=`` or ``SEALSTORE_THREADS`` turns them on; ``usable_cpus()`` (at most
 :data:`MAX_DEFAULT_THREADS`) is a reasonable value to measure first."""
 
