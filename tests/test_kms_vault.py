@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -851,3 +852,35 @@ def test_a_malformed_rewrap_batch_item_is_that_item_s_error() -> None:
     )
     assert results[0] == ("orders", GOOD_BLOB)
     assert isinstance(results[1], sealstore.KmsError)
+
+
+def test_concurrent_rotations_all_stand_and_succeed(
+    kms: VaultTransitKms, key: str, sink: MemoryAuditSink
+) -> None:
+    """OpenBao answers some concurrent rotations of one key with HTTP 500 although they
+    applied; each rotation that moved the key on is reported and audited as a success."""
+    failures: list[BaseException] = []
+
+    def rotate_many() -> None:
+        try:
+            for _ in range(15):
+                kms.rotate_key(key, principal=PRINCIPAL)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=rotate_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert kms.rotate_key(key, principal=PRINCIPAL) == 62
+    rotations = [e for e in sink.events if e.operation is Operation.ROTATE and e.key_id == key]
+    assert [e.outcome for e in rotations] == [Outcome.SUCCESS] * 61
+
+
+def test_a_failed_rotation_that_left_the_key_as_it_was_is_a_kms_error() -> None:
+    """HTTP 500 on rotate with the latest version unchanged: the rotation did not happen."""
+    kms = stand_in(rotate_key=failing(hvac.exceptions.InternalServerError(errors=["boom"])))
+    with pytest.raises(sealstore.KmsError, match="HTTP 500"):
+        kms.rotate_key("orders", principal=PRINCIPAL)
